@@ -1,0 +1,82 @@
+"""Node configuration: every tunable of the core, each with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .records import DEFAULT_MAX_RECORD
+from .rto import RtoConfig
+
+__all__ = ["NodeConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    k: int = 20
+    """Replication factor and bucket size (DESIGN §6)."""
+
+    alpha: int = 3
+    """Lookup queries in flight at once (DESIGN §6)."""
+
+    lookup_settle: int = 3
+    """A lookup ends once this many of the closest live candidates answered.
+
+    Any closer node they knew would have been reported; querying all k costs
+    ~k RPCs per lookup for no better result (see lookup.py)."""
+
+    write_quorum: int = 3
+    """A put fails with QuorumError when fewer replicas acknowledged it.
+
+    Capped by the number of other nodes a put can find, so a three-node mesh
+    still accepts writes; a node that reaches no one always fails."""
+
+    retries: int = 1
+    """Retransmissions of a request after its adaptive timeout (1% loss → 0.01% failures)."""
+
+    evict_after_failures: int = 3
+    """Consecutive failed requests before a contact is dropped (never after one, DESIGN §3)."""
+
+    max_record: int = DEFAULT_MAX_RECORD
+    """Largest record accepted by STORE; larger ones get TOO_LARGE."""
+
+    rto: RtoConfig = field(default_factory=RtoConfig)
+    """Adaptive per-contact timeouts (RFC 6298)."""
+
+    subnet_limit: int = 2
+    """Contacts per /24 (IPv4) or /48 (IPv6) in one bucket; loopback is exempt."""
+
+    max_contacts: int | None = None
+    """Cap on the whole routing table (None: only the bucket structure bounds it)."""
+
+    refresh_interval: float = 3600.0
+    """A bucket with no lookup in this long is refreshed (Kademlia: 1 hour)."""
+
+    republish_interval: float = 3600.0
+    """Each holder re-pushes a key this often unless it was re-stored meanwhile."""
+
+    republish_jitter: float = 0.2
+    """Fraction of the interval added at random, so holders do not republish in step."""
+
+    republish_batch: int = 8
+    """Keys re-pushed in one go; more due keys follow after a short pause (no bursts)."""
+
+    repair_delay: float = 30.0
+    """After a close contact is found dead, its keys are republished within this long."""
+
+    handoff: bool = True
+    """Push held keys to a newly met node that is closer to them (DESIGN §6 hand-off)."""
+
+    cache_on_get: bool = True
+    """A successful get leaves copies: on the reader and on the closest node that lacked it."""
+
+    contacts_save_interval: float = 60.0
+    """How often known contacts are written to the store for a restart."""
+
+    verify_queue: int = 64
+    """Unknown senders being challenged at once; more are ignored until a slot frees."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.alpha < 1 or self.lookup_settle < 1:
+            raise ValueError("k, alpha and lookup_settle must be at least 1")
+        if self.write_quorum < 1:
+            raise ValueError("write_quorum must be at least 1")

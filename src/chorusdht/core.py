@@ -1,0 +1,631 @@
+"""The sans-IO protocol core of one node (the aioquic `QuicConnection` pattern).
+
+The core never reads a clock, never sleeps and never touches a socket. Its
+driver (trio in production, netsim's event loop in simulation) does four things:
+
+    core.receive_datagram(data, addr, now)   # a datagram arrived
+    core.datagrams_to_send()                 # -> [(bytes, addr)] to transmit now
+    core.get_timer() / core.handle_timer(now)
+    core.next_event()                        # -> OpDone for finished operations
+
+and starts operations with `put`, `get`, `find_node`, `bootstrap`, `ping`,
+`list_keys` and `get_many`, each returning an op id that a later OpDone names.
+
+Randomness (transaction ids, nonces, jitter) comes from the injected
+`random.Random`, so one seed reproduces a simulation exactly.
+
+Remote bad input never escapes: a datagram that fails to decode, a forged
+proof, a response nobody asked for, an invalid record, all are counted in
+`stats` and dropped, or answered with an ERROR code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import random
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import NodeConfig
+from .errors import ChorusError, DecodeError, ErrorCode, ValidationError
+from .identity import ED25519, Crypto, Signer
+from .ids import id_to_int, sha256
+from .messages import (
+    MAX_CONTACTS_PER_REPLY,
+    MAX_RECORDS_PER_REPLY,
+    NONCE_BYTES,
+    TXID_BYTES,
+    Body,
+    ErrorReply,
+    FindNode,
+    FindValue,
+    GetMany,
+    Header,
+    List,
+    Listed,
+    Message,
+    NodeInfo,
+    Nodes,
+    Ping,
+    Pong,
+    Records,
+    Store,
+    Stored,
+    Value,
+    VersionMismatch,
+    challenge_payload,
+    decode_message,
+    encode_message,
+)
+from .ops import BootstrapOp, GetOp, LookupOp, Op, PutOp, SingleRpcOp
+from .records import MembershipCheck, Record, select, validate
+from .results import Event, OpDone, Result
+from .routing import Added, BucketFull, Contact, RoutingTable
+from .rto import RttTable
+from .store import RecordStore, StoredContact
+
+__all__ = ["NodeCore", "Pending"]
+
+REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 32 KiB datagram
+REPUBLISH_PACING = 0.05  # seconds between republish batches when many keys are due at once
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    """One request awaiting its response."""
+
+    txid: bytes
+    addr: tuple[str, int]
+    node_id: bytes | None
+    msg: Message
+    owner: Op
+    sent_at: float
+    challenge: bytes | None
+    attempts: int = 1
+    slow: bool = False
+    done: bool = False
+
+
+@dataclass(order=True, slots=True)
+class _Timer:
+    deadline: float
+    seq: int
+    fire: Callable[[float], None] = field(compare=False)
+
+
+class _EvictPing(Op):
+    """PING the least-recently-seen contact of a full bucket; evict it if it fails."""
+
+    def __init__(self, core: NodeCore, oldest: Contact) -> None:
+        super().__init__(core, False)
+        self.oldest = oldest
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        self.core.table.ping_succeeded(self.oldest.node_id, now)
+        self.finish_quietly()
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        promoted = self.core.table.ping_failed(self.oldest.node_id)
+        self.core.stats["evicted"] += 1
+        if promoted is not None:
+            self.core.on_contact_added(promoted, now)
+        self.finish_quietly()
+
+    def finish_quietly(self) -> None:
+        self.finished = True
+        self.core.evict_pings.discard(self.oldest.node_id)
+
+
+class _Admit(Op):
+    """PING an unknown sender with a challenge; a valid proof admits it (handled in core)."""
+
+    def __init__(self, core: NodeCore, node_id: bytes) -> None:
+        super().__init__(core, False)
+        self.node_id = node_id
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        self.core.verifying.discard(self.node_id)
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        self.core.verifying.discard(self.node_id)
+
+
+class _Fire(Op):
+    """A request whose answer nobody waits for (hand-off, path caching)."""
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        pass
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        pass
+
+
+class NodeCore:
+    """Protocol state of one node. See the module docstring for the driver contract."""
+
+    def __init__(
+        self,
+        identity: Signer,
+        store: RecordStore,
+        *,
+        rng: random.Random,
+        now: float,
+        config: NodeConfig | None = None,
+        crypto: Crypto = ED25519,
+    ) -> None:
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.node_id_int = id_to_int(identity.node_id)
+        self.public_key = identity.public_key
+        self.config = config or NodeConfig()
+        self.store = store
+        self.rng = rng
+        self.crypto = crypto
+        self.is_member: MembershipCheck | None = None
+        self.on_record: Callable[[Record, float], None] | None = None
+        cfg = self.config
+        self.table = RoutingTable(
+            self.node_id, cfg.k, subnet_limit=cfg.subnet_limit, max_contacts=cfg.max_contacts
+        )
+        self.rtt = RttTable(cfg.rto)
+        self.stats: Counter[str] = Counter()
+        self.verifying: set[bytes] = set()
+        self.evict_pings: set[bytes] = set()
+        self._pending: dict[tuple[bytes, tuple[str, int]], Pending] = {}
+        self._timers: list[_Timer] = []
+        self._timer_seq = 0
+        self._outbox: list[tuple[Message, tuple[str, int]]] = []
+        self._events: deque[Event] = deque()
+        self._op_seq = 0
+        self._due: dict[bytes, float] = {}
+        self._due_heap: list[tuple[float, bytes]] = []
+        self._republish_soon = False
+        self._dead_since_sweep: list[int] = []
+        self._first_death = 0.0
+        self._fresh_at: dict[bytes, float] = {}
+        self._closed = False
+        for key in store.keys():
+            self._set_due(
+                key, now + cfg.republish_interval * rng.uniform(0.5, 1.0 + cfg.republish_jitter)
+            )
+        self._schedule(now + cfg.refresh_interval * rng.uniform(0.5, 1.0), self._refresh_tick)
+        self._schedule(now + cfg.contacts_save_interval, self._save_contacts_tick)
+        self._schedule_republish_tick(now)
+
+    # ---- driver interface ---------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        self.stats["datagrams_in"] += 1
+        self.stats["bytes_in"] += len(data)
+        try:
+            msg = decode_message(data)
+        except VersionMismatch as e:
+            self.stats["bad_version"] += 1
+            self._reply(e.header, addr, ErrorReply(ErrorCode.UNSUPPORTED_VERSION, "speak v1"))
+            return
+        except DecodeError as e:
+            self.stats["malformed" if e.code is ErrorCode.MALFORMED else "too_large"] += 1
+            return
+        self.receive_message(msg, addr, now)
+
+    def receive_message(self, msg: Message, addr: tuple[str, int], now: float) -> None:
+        """Handle an already-decoded message (netsim may skip the byte round trip)."""
+        h = msg.header
+        if h.sender_id == self.node_id or self._closed:
+            return
+        if sha256(h.sender_key) != h.sender_id:
+            self.stats["bad_identity"] += 1
+            return
+        if msg.is_request:
+            self._handle_request(msg, addr, now)
+        else:
+            self._handle_response(msg, addr, now)
+
+    def messages_to_send(self) -> list[tuple[Message, tuple[str, int]]]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def datagrams_to_send(self) -> list[tuple[bytes, tuple[str, int]]]:
+        out = []
+        for msg, addr in self.messages_to_send():
+            data = encode_message(msg)
+            self.stats["bytes_out"] += len(data)
+            out.append((data, addr))
+        return out
+
+    def get_timer(self) -> float | None:
+        return self._timers[0].deadline if self._timers else None
+
+    def handle_timer(self, now: float) -> None:
+        while self._timers and self._timers[0].deadline <= now:
+            heapq.heappop(self._timers).fire(now)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def close(self) -> None:
+        """Stop: persist contacts and answer nothing more."""
+        self._save_contacts()
+        self._closed = True
+
+    # ---- operations ---------------------------------------------------------
+
+    def bootstrap(self, addrs: list[tuple[str, int]], now: float, *, report: bool = True) -> int:
+        """Join through `addrs`, or through the stored contacts when `addrs` is empty."""
+        seeds: list[tuple[bytes | None, tuple[str, int]]] = [(None, a) for a in addrs]
+        if not seeds:
+            seeds = [(c.node_id, (c.host, c.port)) for c in self.store.load_contacts()]
+        return BootstrapOp(self, seeds, report=report).start(now).op_id
+
+    def find_node(self, target: bytes, now: float) -> int:
+        return LookupOp(self, target).start(now).op_id
+
+    def put(self, raw: bytes, key: bytes, now: float, *, quorum: int | None = None) -> int:
+        """Validate `raw`, keep it locally, then store it on the k closest nodes."""
+        record = self.validate(key, raw)  # raises ValidationError: caller's bad record
+        self._keep(record, now)
+        op = PutOp(self, record, quorum=quorum or self.config.write_quorum)
+        return op.start(now).op_id
+
+    def get(self, key: bytes, now: float) -> int:
+        return GetOp(self, key).start(now).op_id
+
+    def ping(self, addr: tuple[str, int], now: float) -> int:
+        return SingleRpcOp(self, addr, None, Ping()).start(now).op_id
+
+    def list_keys(
+        self, addr: tuple[str, int], mesh: bytes, cursor: bytes | None, now: float, limit: int = 256
+    ) -> int:
+        return SingleRpcOp(self, addr, None, List(mesh, cursor, limit)).start(now).op_id
+
+    def get_many(self, addr: tuple[str, int], keys: list[bytes], now: float) -> int:
+        return SingleRpcOp(self, addr, None, GetMany(tuple(keys))).start(now).op_id
+
+    # ---- services for operations --------------------------------------------
+
+    def next_op_id(self) -> int:
+        self._op_seq += 1
+        return self._op_seq
+
+    def finish(self, op: Op, outcome: Result | ChorusError) -> None:
+        if op.report:
+            self._events.append(OpDone(op.op_id, outcome))
+
+    def validate(self, key: bytes, raw: bytes) -> Record:
+        return validate(
+            key, raw, crypto=self.crypto, max_size=self.config.max_record, is_member=self.is_member
+        )
+
+    def local_record(self, key: bytes) -> Record | None:
+        raw = self.store.get(key)
+        if raw is None:
+            return None
+        try:
+            return self.validate(key, raw)
+        except ValidationError:
+            self.stats["local_invalid"] += 1
+            return None
+
+    def cache_record(self, record: Record, now: float) -> None:
+        """Keep a copy a get found (validated), so later reads and repairs can use it."""
+        with contextlib.suppress(ValidationError):  # a newer head is already here
+            self._accept(record, now)
+
+    def send_store(self, node_id: bytes, addr: tuple[str, int], record: Record, now: float) -> None:
+        self.request(addr, node_id, Store(record.key, record.raw), _Fire(self, False), now)
+
+    def request(
+        self, addr: tuple[str, int], node_id: bytes | None, body: Body, owner: Op, now: float
+    ) -> Pending:
+        txid = self.rng.randbytes(TXID_BYTES)
+        challenge = None
+        if node_id is None or node_id not in self.table:
+            challenge = self.rng.randbytes(NONCE_BYTES)
+        msg = Message(Header(txid, self.node_id, self.public_key, challenge=challenge), body)
+        p = Pending(txid, addr, node_id, msg, owner, now, challenge)
+        self._pending[(txid, addr)] = p
+        self._outbox.append((msg, addr))
+        self.stats["requests_out"] += 1
+        self.stats[f"out_{body.TYPE}"] += 1
+        self._schedule(now + self.rtt.timeout_for(node_id), lambda t: self._rpc_timer(p, t))
+        return p
+
+    # ---- timers -------------------------------------------------------------
+
+    def _schedule(self, deadline: float, fire: Callable[[float], None]) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, _Timer(deadline, self._timer_seq, fire))
+
+    def _rpc_timer(self, p: Pending, now: float) -> None:
+        if p.done:
+            return
+        if p.attempts <= self.config.retries:
+            p.attempts += 1
+            self.stats["retransmits"] += 1
+            if p.node_id is not None:
+                self.rtt.backoff(p.node_id)
+            self._outbox.append((p.msg, p.addr))
+            timeout = self.rtt.timeout_for(p.node_id) * (2 if p.node_id is None else 1)
+            self._schedule(now + timeout, lambda t: self._rpc_timer(p, t))
+            if not p.slow:
+                p.slow = True
+                p.owner.on_slow(p, now)
+            return
+        p.done = True
+        del self._pending[(p.txid, p.addr)]
+        self.stats["timeouts"] += 1
+        if p.node_id is not None:
+            self._contact_failed(p.node_id, now)
+        p.owner.on_timeout(p, now)
+
+    def _refresh_tick(self, now: float) -> None:
+        cfg = self.config
+        for low, high in self.table.stale_buckets(now, cfg.refresh_interval):
+            target = self.rng.randrange(low, high).to_bytes(32, "big")
+            LookupOp(self, target, report=False).start(now)
+        self._schedule(now + cfg.refresh_interval * self.rng.uniform(0.25, 0.5), self._refresh_tick)
+
+    def _save_contacts_tick(self, now: float) -> None:
+        self._save_contacts()
+        self._schedule(now + self.config.contacts_save_interval, self._save_contacts_tick)
+
+    def _save_contacts(self) -> None:
+        if not self._closed:
+            self.store.save_contacts(
+                [StoredContact(c.node_id, c.addr[0], c.addr[1], c.last_seen) for c in self.table]
+            )
+
+    # ---- republish and repair -----------------------------------------------
+
+    def _set_due(self, key: bytes, due: float) -> None:
+        self._due[key] = due
+        heapq.heappush(self._due_heap, (due, key))
+
+    def _fresh(self, key: bytes, now: float) -> None:
+        """The key was just stored here (or republished): push its republish out."""
+        cfg = self.config
+        self._fresh_at[key] = now
+        self._set_due(
+            key, now + cfg.republish_interval * (1 + self.rng.uniform(0, cfg.republish_jitter))
+        )
+
+    def _schedule_republish_tick(self, now: float) -> None:
+        self._schedule(now + self.config.republish_interval / 8, self._republish_tick)
+
+    def _republish_tick(self, now: float) -> None:
+        self._republish_due(now)
+        self._schedule_republish_tick(now)
+
+    def _republish_due(self, now: float) -> None:
+        """Re-push due keys to the k closest nodes our table knows.
+
+        A holder is itself among a key's k closest, and its table covers its own
+        neighbourhood completely (that bucket always splits), so its view of the
+        k closest is as good as a lookup's, at no lookup cost. Hand-off and bucket
+        refresh keep that view current. At most `republish_batch` keys go out at
+        once; the rest follow shortly, so a node holding many keys sends no burst.
+        """
+        heap = self._due_heap
+        k = self.config.k
+        sent = 0
+        while heap and heap[0][0] <= now and sent < self.config.republish_batch:
+            due, key = heapq.heappop(heap)
+            if self._due.get(key) != due:
+                continue  # superseded by a fresher due time
+            record = self.local_record(key)
+            if record is None:
+                self._due.pop(key, None)
+                self._fresh_at.pop(key, None)
+                continue
+            self._fresh(key, now)
+            self.stats["republishes"] += 1
+            sent += 1
+            for c in self.table.closest(key, k):
+                self.send_store(c.node_id, c.addr, record, now)
+        if heap and heap[0][0] <= now and not self._republish_soon:
+            self._republish_soon = True
+            self._schedule(now + REPUBLISH_PACING, self._republish_paced)
+
+    def _republish_paced(self, now: float) -> None:
+        self._republish_soon = False
+        self._republish_due(now)
+
+    def _repair_around(self, dead_id: bytes, now: float) -> None:
+        """A contact died: within `repair_delay`, republish the keys it probably held.
+
+        Deaths are batched: one sweep handles every contact evicted before it, so a
+        mass failure costs one pass over the keys, not one per dead contact.
+        """
+        if not self._due:
+            return
+        self._dead_since_sweep.append(id_to_int(dead_id))
+        if len(self._dead_since_sweep) == 1:
+            self._first_death = now
+            delay = self.rng.uniform(0.5, 1.0) * self.config.repair_delay
+            self._schedule(now + delay, self._repair_sweep)
+
+    def _repair_sweep(self, now: float) -> None:
+        dead, self._dead_since_sweep = self._dead_since_sweep, []
+        k = self.config.k
+        for key in list(self._due):
+            t = id_to_int(key)
+            closest = self.table.closest(key, k)
+            bound = closest[-1].int_id ^ t if len(closest) >= k else 1 << 256
+            if self._fresh_at.get(key, 0.0) > self._first_death:
+                continue  # another holder re-pushed it since the deaths: already repaired
+            if any(d ^ t < bound for d in dead):
+                self._set_due(key, now)
+        self._republish_due(now)
+
+    # ---- contacts -----------------------------------------------------------
+
+    def _contact_failed(self, node_id: bytes, now: float) -> None:
+        failures = self.table.record_failure(node_id)
+        if failures >= self.config.evict_after_failures:
+            self.table.remove(node_id)
+            self.stats["evicted"] += 1
+            self._repair_around(node_id, now)
+
+    def _contact_alive(
+        self, node_id: bytes, addr: tuple[str, int], now: float, verified: bool
+    ) -> None:
+        if node_id in self.table:
+            self.table.record_success(node_id, now)
+            return
+        if not verified:
+            return
+        offer = self.table.offer(node_id, addr, now)
+        if isinstance(offer, Added):
+            self.on_contact_added(offer.contact, now)
+        elif isinstance(offer, BucketFull) and offer.oldest.node_id not in self.evict_pings:
+            self.evict_pings.add(offer.oldest.node_id)
+            old = offer.oldest
+            self.request(old.addr, old.node_id, Ping(), _EvictPing(self, old), now)
+
+    def on_contact_added(self, contact: Contact, now: float) -> None:
+        self.stats["contacts_added"] += 1
+        if self.config.handoff and self._due:
+            self._handoff(contact, now)
+
+    def _handoff(self, new: Contact, now: float) -> None:
+        """Push keys to a new node that is now among their k closest, if we are closest."""
+        k = self.config.k
+        for key in list(self._due):
+            t = id_to_int(key)
+            near = self.table.closest(key, k + 1)
+            others = [c for c in near if c.node_id != new.node_id][:k]
+            if others and (self.node_id_int ^ t) > (others[0].int_id ^ t):
+                continue  # another known node is closer: let it hand off
+            if len(others) >= k and (new.int_id ^ t) > (others[-1].int_id ^ t):
+                continue  # the new node is not among the k closest
+            record = self.local_record(key)
+            if record is not None:
+                self.stats["handoffs"] += 1
+                self.send_store(new.node_id, new.addr, record, now)
+
+    def _learn(self, node_id: bytes, addr: tuple[str, int], now: float) -> None:
+        """A request came from `node_id`: refresh it, or challenge it before admitting it."""
+        if node_id in self.table:
+            self.table.record_success(node_id, now)
+            return
+        if node_id in self.verifying or len(self.verifying) >= self.config.verify_queue:
+            return
+        if not self.table.would_accept(node_id, addr):
+            return
+        self.verifying.add(node_id)
+        self.request(addr, node_id, Ping(), _Admit(self, node_id), now)
+
+    # ---- incoming -----------------------------------------------------------
+
+    def _reply(self, h: Header, addr: tuple[str, int], body: Body) -> None:
+        proof = None
+        if h.challenge is not None:
+            proof = self.identity.sign(challenge_payload(h.challenge, h.sender_id))
+        self._outbox.append(
+            (Message(Header(h.txid, self.node_id, self.public_key, proof=proof), body), addr)
+        )
+
+    def _handle_request(self, msg: Message, addr: tuple[str, int], now: float) -> None:
+        h, body = msg.header, msg.body
+        self.stats[f"in_{body.TYPE}"] += 1
+        reply: Body
+        if isinstance(body, Ping):
+            reply = Pong()
+        elif isinstance(body, FindNode):
+            reply = Nodes(self._closest_info(body.target, h.sender_id))
+        elif isinstance(body, FindValue):
+            raw = self.store.get(body.key)
+            if raw is not None:
+                reply = Value((raw,), ())
+            else:
+                reply = Nodes(self._closest_info(body.key, h.sender_id))
+        elif isinstance(body, Store):
+            reply = self._store_request(body, now)
+        elif isinstance(body, List):
+            keys = self.store.list_mesh(body.mesh, body.cursor, body.limit)
+            reply = Listed(tuple(keys), keys[-1] if len(keys) == body.limit else None)
+        elif isinstance(body, GetMany):
+            reply = Records(self._records_for(body.keys))
+        else:  # pragma: no cover - decode_message only yields the types above
+            return
+        self._reply(h, addr, reply)
+        self._learn(h.sender_id, addr, now)
+
+    def _closest_info(self, target: bytes, exclude: bytes) -> tuple[NodeInfo, ...]:
+        n = min(self.config.k, MAX_CONTACTS_PER_REPLY)
+        return tuple(
+            NodeInfo(c.node_id, c.addr[0], c.addr[1])
+            for c in self.table.closest(target, n, exclude=exclude)
+        )
+
+    def _records_for(self, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        out: list[bytes] = []
+        budget = REPLY_BUDGET
+        for key in keys:
+            raw = self.store.get(key)
+            if raw is None:
+                continue
+            if len(raw) > budget or len(out) >= MAX_RECORDS_PER_REPLY:
+                break
+            budget -= len(raw)
+            out.append(raw)
+        return tuple(out)
+
+    def _store_request(self, body: Store, now: float) -> Body:
+        if self.store.get(body.key) == body.record:
+            self._fresh(body.key, now)  # the very bytes we validated before: a re-store
+            self.stats["restored_fresh"] += 1
+            return Stored()
+        try:
+            record = self.validate(body.key, body.record)
+            self._accept(record, now)
+        except ValidationError as e:
+            self.stats[f"store_rejected_{e.code.value}"] += 1
+            return ErrorReply(e.code, str(e)[:200])
+        return Stored()
+
+    def _accept(self, record: Record, now: float) -> None:
+        """Store a validated record if it wins; raises ValidationError(STALE_SEQ)."""
+        current = self.local_record(record.key)
+        if select(current, record):
+            self._keep(record, now)
+        else:
+            self._fresh(record.key, now)
+            self.stats["restored_fresh"] += 1
+
+    def _keep(self, record: Record, now: float) -> None:
+        self.store.put(record.key, record.raw, mesh=record.mesh, kind=record.kind)
+        self.stats["records_stored"] += 1
+        self._fresh(record.key, now)
+        if self.on_record is not None:
+            self.on_record(record, now)
+
+    def _handle_response(self, msg: Message, addr: tuple[str, int], now: float) -> None:
+        h = msg.header
+        p = self._pending.get((h.txid, addr))
+        if p is None:
+            self.stats["unsolicited"] += 1
+            return
+        if p.node_id is not None and h.sender_id != p.node_id:
+            self.stats["wrong_sender"] += 1
+            return
+        verified = False
+        if p.challenge is not None:
+            payload = challenge_payload(p.challenge, self.node_id)
+            if h.proof is None or not self.crypto.verify(h.sender_key, payload, h.proof):
+                self.stats["bad_proof"] += 1
+                return
+            verified = True
+        p.done = True
+        del self._pending[(h.txid, addr)]
+        self.stats["responses_in"] += 1
+        if p.attempts == 1:  # Karn's algorithm: no sample from a retransmitted request
+            self.rtt.sample(h.sender_id, now - p.sent_at)
+        if p.node_id is None:
+            p.node_id = h.sender_id
+        if isinstance(msg.body, ErrorReply):
+            self.stats[f"error_{msg.body.code.value}"] += 1
+        self._contact_alive(h.sender_id, addr, now, verified)
+        p.owner.on_response(p, msg, now)

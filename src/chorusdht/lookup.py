@@ -1,0 +1,203 @@
+"""The iterative lookup as a state machine (no I/O, no clock).
+
+The driver asks `next_queries()` for contacts to query, reports each answer with
+`on_reply`, a soft timeout with `on_slow` and a final failure with `on_failure`,
+and stops when `done` is true. There are no lockstep rounds: a slot frees the
+moment one query returns (or turns slow), and `next_queries()` refills it.
+
+Termination. Querying all k closest nodes costs k RPCs per lookup. Instead the
+lookup is *settled* once the `settle` closest live candidates have all answered:
+any closer node they knew of would have been reported and would now stand ahead
+of them. The k closest candidates seen (answered or not) are the result; a put
+stores on them and falls back to the next ones if some do not answer.
+
+Candidate states:
+
+    NEW ──query──▶ WAITING ──reply──▶ ANSWERED
+                     │  └──soft timeout──▶ SLOW ──reply──▶ ANSWERED
+                     └──────final failure──────┴─────────▶ FAILED
+
+A SLOW query no longer holds one of the α slots, but a late reply still counts.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from enum import Enum
+
+from .ids import id_to_int
+
+__all__ = ["Candidate", "CandidateState", "Lookup"]
+
+MAX_CANDIDATES_FACTOR = 4  # keep at most 4·k candidates; farther ones can never matter
+
+
+class CandidateState(Enum):
+    NEW = 0
+    WAITING = 1
+    SLOW = 2
+    ANSWERED = 3
+    FAILED = 4
+
+
+@dataclass(slots=True)
+class Candidate:
+    node_id: bytes
+    addr: tuple[str, int]
+    distance: int
+    hops: int
+    state: CandidateState = CandidateState.NEW
+    has_value: bool = False
+
+    def __lt__(self, other: Candidate) -> bool:
+        return self.distance < other.distance
+
+
+class Lookup:
+    """One iterative FIND_NODE or FIND_VALUE toward `target`."""
+
+    def __init__(
+        self,
+        target: bytes,
+        seeds: list[tuple[bytes, tuple[str, int]]],
+        *,
+        own_id: bytes,
+        k: int,
+        alpha: int,
+        settle: int,
+    ) -> None:
+        self.target = target
+        self.k = k
+        self.alpha = alpha
+        self.settle = min(settle, k)
+        self._t = id_to_int(target)
+        self._own = own_id
+        self._by_id: dict[bytes, Candidate] = {}
+        self._sorted: list[Candidate] = []
+        self.queries_sent = 0
+        self.replies = 0
+        for node_id, addr in seeds:
+            self._add(node_id, addr, 0)
+
+    # ---- candidates ---------------------------------------------------------
+
+    def _add(self, node_id: bytes, addr: tuple[str, int], hops: int) -> None:
+        if node_id == self._own or node_id in self._by_id:
+            return
+        cand = Candidate(node_id, addr, id_to_int(node_id) ^ self._t, hops)
+        limit = MAX_CANDIDATES_FACTOR * self.k
+        if len(self._sorted) >= limit and cand.distance > self._sorted[-1].distance:
+            return
+        bisect.insort(self._sorted, cand)
+        self._by_id[node_id] = cand
+        if len(self._sorted) > limit:
+            dropped = self._sorted.pop()
+            if dropped.state is CandidateState.NEW:
+                del self._by_id[dropped.node_id]
+            else:
+                self._sorted.append(dropped)  # in flight or answered: keep its record
+
+    def get(self, node_id: bytes) -> Candidate | None:
+        return self._by_id.get(node_id)
+
+    # ---- the machine --------------------------------------------------------
+
+    def next_queries(self) -> list[Candidate]:
+        """Candidates to query now, already marked WAITING."""
+        if self.done:
+            return []
+        in_flight = 0
+        for c in self._sorted:
+            if c.state is CandidateState.WAITING:
+                in_flight += 1
+        out: list[Candidate] = []
+        live = 0
+        for c in self._sorted:
+            if in_flight >= self.alpha or live >= self.k:
+                break
+            if c.state is CandidateState.FAILED:
+                continue
+            live += 1
+            if c.state is CandidateState.NEW:
+                c.state = CandidateState.WAITING
+                in_flight += 1
+                out.append(c)
+        self.queries_sent += len(out)
+        return out
+
+    def on_reply(
+        self, node_id: bytes, contacts: list[tuple[bytes, tuple[str, int]]], has_value: bool
+    ) -> None:
+        c = self._by_id.get(node_id)
+        if c is None or c.state in (CandidateState.ANSWERED, CandidateState.FAILED):
+            return
+        c.state = CandidateState.ANSWERED
+        c.has_value = has_value
+        self.replies += 1
+        for cid, addr in contacts:
+            self._add(cid, addr, c.hops + 1)
+
+    def on_slow(self, node_id: bytes) -> None:
+        c = self._by_id.get(node_id)
+        if c is not None and c.state is CandidateState.WAITING:
+            c.state = CandidateState.SLOW
+
+    def on_failure(self, node_id: bytes) -> None:
+        c = self._by_id.get(node_id)
+        if c is not None and c.state in (CandidateState.WAITING, CandidateState.SLOW):
+            c.state = CandidateState.FAILED
+
+    @property
+    def done(self) -> bool:
+        answered = 0
+        live = 0
+        unqueried = False
+        settled = False
+        for c in self._sorted:
+            s = c.state
+            if s is CandidateState.FAILED:
+                continue
+            live += 1
+            if settled:
+                unqueried = unqueried or s is CandidateState.NEW
+                continue
+            if s is not CandidateState.ANSWERED:
+                return False  # a closer candidate is unqueried or still owes an answer
+            answered += 1
+            settled = answered >= self.settle
+        # Settled, but fewer than k live candidates known: ask further out while we can,
+        # so a put still finds k replicas in a sparse or freshly joined network.
+        return live >= self.k or not unqueried
+
+    def in_flight(self) -> list[Candidate]:
+        return [c for c in self._sorted if c.state in (CandidateState.WAITING, CandidateState.SLOW)]
+
+    # ---- results ------------------------------------------------------------
+
+    def closest(self, n: int | None = None) -> list[Candidate]:
+        """The `n` (default k) closest candidates not known to have failed."""
+        n = self.k if n is None else n
+        out = []
+        for c in self._sorted:
+            if c.state is not CandidateState.FAILED:
+                out.append(c)
+                if len(out) >= n:
+                    break
+        return out
+
+    def answered(self) -> list[Candidate]:
+        return [c for c in self._sorted if c.state is CandidateState.ANSWERED]
+
+    def beyond(self, n: int) -> list[Candidate]:
+        """Live candidates after the first `n` live ones: fallbacks for a put."""
+        live = [c for c in self._sorted if c.state is not CandidateState.FAILED]
+        return live[n:]
+
+    @property
+    def hops(self) -> int:
+        """Hops to the closest answering node (seeds are hop 1)."""
+        for c in self._sorted:
+            if c.state is CandidateState.ANSWERED:
+                return c.hops + 1
+        return 0

@@ -1,0 +1,401 @@
+"""Wire messages: frozen dataclasses and their canonical-CBOR form (DESIGN §3).
+
+Every datagram is one CBOR map. The envelope fields are the same for all types:
+
+    v   protocol version          t   message type (a short string)
+    x   8-byte transaction id     i   sender node id (32 bytes)
+    k   sender public key         c   optional challenge nonce (requests)
+    cs  optional signature over the challenge (responses)
+
+A request that carries `c` asks the responder to prove it holds the key behind
+its id: the response's `cs` signs `CHALLENGE_CONTEXT ‖ c ‖ requester id`. PING is
+the request whose only content is that challenge; PONG its answer. Other requests
+to a contact we have not verified yet carry a challenge too, so a lookup admits
+new contacts without extra round trips.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import MAX_DATAGRAM, decode, encode
+from .errors import DecodeError, ErrorCode
+
+__all__ = [
+    "CHALLENGE_CONTEXT",
+    "PROTOCOL_VERSION",
+    "Body",
+    "ErrorReply",
+    "FindNode",
+    "FindValue",
+    "GetMany",
+    "Header",
+    "List",
+    "Listed",
+    "Message",
+    "NodeInfo",
+    "Nodes",
+    "Ping",
+    "Pong",
+    "Records",
+    "Store",
+    "Stored",
+    "Value",
+    "VersionMismatch",
+    "challenge_payload",
+    "decode_message",
+    "encode_message",
+]
+
+PROTOCOL_VERSION = 1
+TXID_BYTES = 8  # DESIGN §3: a random 8-byte transaction id
+NONCE_BYTES = 16  # 128 bits: a challenge is never reused by chance
+CHALLENGE_CONTEXT = b"chorusdht/challenge/v1"  # domain separation for challenge signatures
+MAX_CONTACTS_PER_REPLY = 32  # k is 20 by default; a reply never needs more than k
+MAX_KEYS_PER_REQUEST = 256  # LIST pages and GET_MANY batches; keeps a request under ~9 KiB
+MAX_RECORDS_PER_REPLY = 64  # a VALUE/RECORDS reply is also bounded by the datagram size
+
+
+def challenge_payload(nonce: bytes, requester_id: bytes) -> bytes:
+    """The bytes a responder signs to answer a challenge from `requester_id`."""
+    return CHALLENGE_CONTEXT + nonce + requester_id
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A contact as sent in replies: id and address, no key (PING proves the key)."""
+
+    node_id: bytes
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    txid: bytes
+    sender_id: bytes
+    sender_key: bytes
+    challenge: bytes | None = None
+    proof: bytes | None = None
+    version: int = PROTOCOL_VERSION
+
+
+# ---- requests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    TYPE = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class FindNode:
+    target: bytes
+    TYPE = "find_node"
+
+
+@dataclass(frozen=True, slots=True)
+class FindValue:
+    key: bytes
+    TYPE = "find_value"
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    key: bytes
+    record: bytes
+    TYPE = "store"
+
+
+@dataclass(frozen=True, slots=True)
+class List:
+    mesh: bytes
+    cursor: bytes | None
+    limit: int
+    TYPE = "list"
+
+
+@dataclass(frozen=True, slots=True)
+class GetMany:
+    keys: tuple[bytes, ...]
+    TYPE = "get_many"
+
+
+# ---- responses --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    TYPE = "pong"
+
+
+@dataclass(frozen=True, slots=True)
+class Nodes:
+    nodes: tuple[NodeInfo, ...]
+    TYPE = "nodes"
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """FIND_VALUE hit: the record(s) held for the key, plus closer contacts."""
+
+    records: tuple[bytes, ...]
+    nodes: tuple[NodeInfo, ...]
+    TYPE = "value"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    TYPE = "stored"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    code: ErrorCode
+    detail: str
+    TYPE = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    keys: tuple[bytes, ...]
+    cursor: bytes | None  # None: this was the last page
+    TYPE = "listed"
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    records: tuple[bytes, ...]
+    TYPE = "records"
+
+
+Body = (
+    Ping
+    | FindNode
+    | FindValue
+    | Store
+    | List
+    | GetMany
+    | Pong
+    | Nodes
+    | Value
+    | Stored
+    | ErrorReply
+    | Listed
+    | Records
+)
+REQUEST_TYPES = (Ping, FindNode, FindValue, Store, List, GetMany)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    header: Header
+    body: Body
+
+    @property
+    def is_request(self) -> bool:
+        return isinstance(self.body, REQUEST_TYPES)
+
+
+# ---- encoding ---------------------------------------------------------------
+
+
+def _pack_host(host: str) -> bytes:
+    return ipaddress.ip_address(host).packed
+
+
+def _unpack_host(raw: object) -> str:
+    if not isinstance(raw, bytes) or len(raw) not in (4, 16):
+        raise DecodeError("bad address")
+    return str(ipaddress.ip_address(raw))
+
+
+def _nodes_out(nodes: tuple[NodeInfo, ...]) -> list[Any]:
+    return [[n.node_id, _pack_host(n.host), n.port] for n in nodes]
+
+
+def _body_fields(body: Body) -> dict[str, Any]:
+    match body:
+        case FindNode(target):
+            return {"target": target}
+        case FindValue(key):
+            return {"key": key}
+        case Store(key, record):
+            return {"key": key, "rec": record}
+        case List(mesh, cursor, limit):
+            return {"mesh": mesh, "cursor": cursor, "limit": limit}
+        case GetMany(keys):
+            return {"keys": list(keys)}
+        case Nodes(nodes):
+            return {"nodes": _nodes_out(nodes)}
+        case Value(records, nodes):
+            return {"recs": list(records), "nodes": _nodes_out(nodes)}
+        case ErrorReply(code, detail):
+            return {"code": code.value, "detail": detail}
+        case Listed(keys, cursor):
+            return {"keys": list(keys), "cursor": cursor}
+        case Records(records):
+            return {"recs": list(records)}
+        case _:
+            return {}
+
+
+def encode_message(msg: Message) -> bytes:
+    h = msg.header
+    out: dict[str, Any] = {
+        "v": h.version,
+        "t": msg.body.TYPE,
+        "x": h.txid,
+        "i": h.sender_id,
+        "k": h.sender_key,
+    }
+    if h.challenge is not None:
+        out["c"] = h.challenge
+    if h.proof is not None:
+        out["cs"] = h.proof
+    out.update(_body_fields(msg.body))
+    return encode(out)
+
+
+class _Fields:
+    """Typed access to a decoded map; every mismatch is a DecodeError."""
+
+    __slots__ = ("m",)
+
+    def __init__(self, m: dict[Any, Any]) -> None:
+        self.m = m
+
+    def raw(self, name: str, size: int | None = None, *, optional: bool = False) -> bytes | None:
+        v = self.m.get(name)
+        if v is None and optional:
+            return None
+        if not isinstance(v, bytes) or (size is not None and len(v) != size):
+            raise DecodeError(f"field {name!r} must be {size or 'some'} bytes")
+        return v
+
+    def bytes_(self, name: str, size: int | None = None) -> bytes:
+        v = self.raw(name, size)
+        assert v is not None
+        return v
+
+    def int_(self, name: str, lo: int, hi: int) -> int:
+        v = self.m.get(name)
+        if type(v) is not int or not lo <= v <= hi:
+            raise DecodeError(f"field {name!r} must be an int in [{lo}, {hi}]")
+        return v
+
+    def str_(self, name: str, limit: int) -> str:
+        v = self.m.get(name)
+        if not isinstance(v, str) or len(v) > limit:
+            raise DecodeError(f"field {name!r} must be a short string")
+        return v
+
+    def bytes_list(self, name: str, limit: int, size: int | None = None) -> tuple[bytes, ...]:
+        v = self.m.get(name)
+        if not isinstance(v, list) or len(v) > limit:
+            raise DecodeError(f"field {name!r} must be a list of at most {limit}")
+        for item in v:
+            if not isinstance(item, bytes) or (size is not None and len(item) != size):
+                raise DecodeError(f"field {name!r} holds a bad item")
+        return tuple(v)
+
+    def nodes(self, name: str) -> tuple[NodeInfo, ...]:
+        v = self.m.get(name)
+        if not isinstance(v, list) or len(v) > MAX_CONTACTS_PER_REPLY:
+            raise DecodeError("bad contact list")
+        out = []
+        for item in v:
+            if not isinstance(item, list) or len(item) != 3:
+                raise DecodeError("bad contact")
+            node_id, host, port = item
+            if not isinstance(node_id, bytes) or len(node_id) != 32:
+                raise DecodeError("bad contact id")
+            if type(port) is not int or not 0 < port < 65536:
+                raise DecodeError("bad contact port")
+            out.append(NodeInfo(node_id, _unpack_host(host), port))
+        return tuple(out)
+
+
+def _decode_body(t: object, f: _Fields) -> Body:
+    match t:
+        case "ping":
+            return Ping()
+        case "find_node":
+            return FindNode(f.bytes_("target", 32))
+        case "find_value":
+            return FindValue(f.bytes_("key", 32))
+        case "store":
+            return Store(f.bytes_("key", 32), f.bytes_("rec"))
+        case "list":
+            return List(
+                f.bytes_("mesh", 32),
+                f.raw("cursor", 32, optional=True),
+                f.int_("limit", 1, MAX_KEYS_PER_REQUEST),
+            )
+        case "get_many":
+            return GetMany(f.bytes_list("keys", MAX_KEYS_PER_REQUEST, 32))
+        case "pong":
+            return Pong()
+        case "nodes":
+            return Nodes(f.nodes("nodes"))
+        case "value":
+            return Value(f.bytes_list("recs", MAX_RECORDS_PER_REPLY), f.nodes("nodes"))
+        case "stored":
+            return Stored()
+        case "error":
+            code = f.str_("code", 32)
+            try:
+                ecode = ErrorCode(code)
+            except ValueError:
+                raise DecodeError(f"unknown error code {code!r}") from None
+            return ErrorReply(ecode, f.str_("detail", 200))
+        case "listed":
+            return Listed(
+                f.bytes_list("keys", MAX_KEYS_PER_REQUEST, 32), f.raw("cursor", 32, optional=True)
+            )
+        case "records":
+            return Records(f.bytes_list("recs", MAX_RECORDS_PER_REPLY))
+    raise DecodeError(f"unknown message type {t!r}")
+
+
+class VersionMismatch(DecodeError):
+    """A parsable envelope with a protocol version we do not speak; `header` says whom to tell."""
+
+    def __init__(self, header: Header) -> None:
+        super().__init__(f"unsupported version {header.version}", ErrorCode.UNSUPPORTED_VERSION)
+        self.header = header
+
+
+def decode_header(m: dict[Any, Any]) -> Header:
+    """The envelope of a decoded map; raises DecodeError (UNSUPPORTED_VERSION first)."""
+    f = _Fields(m)
+    version = m.get("v")
+    if type(version) is not int:
+        raise DecodeError("missing version")
+    txid = f.bytes_("x", TXID_BYTES)
+    header = Header(
+        txid=txid,
+        sender_id=f.bytes_("i", 32),
+        sender_key=f.bytes_("k", 32),
+        challenge=f.raw("c", NONCE_BYTES, optional=True),
+        proof=f.raw("cs", 64, optional=True),
+        version=version,
+    )
+    return header
+
+
+def decode_message(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
+    """Parse one datagram. Raises only DecodeError.
+
+    A message with a version we do not speak raises VersionMismatch, which carries
+    the parsed header so the caller can answer UNSUPPORTED_VERSION.
+    """
+    obj = decode(data, max_size=max_size)
+    if not isinstance(obj, dict):
+        raise DecodeError("a message is a CBOR map")
+    header = decode_header(obj)
+    if header.version != PROTOCOL_VERSION:
+        raise VersionMismatch(header)
+    return Message(header, _decode_body(obj.get("t"), _Fields(obj)))

@@ -1,0 +1,408 @@
+"""Multi-message operations of the core: lookup, put, get, bootstrap, single RPCs.
+
+Each operation is a small state machine owned by `NodeCore`. It sends requests
+through `core.request(...)` and is told about each answer (`on_response`), each
+soft timeout (`on_slow`) and each final failure (`on_timeout`). When it is
+finished it calls `core.finish(op, outcome)`. Operations never read a clock or
+touch a socket; `now` is passed in like everywhere else in the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import ChorusError, LookupFailed, NetworkError, NotFound, QuorumError, ValidationError
+from .lookup import Lookup
+from .messages import (
+    Body,
+    ErrorReply,
+    FindNode,
+    FindValue,
+    GetMany,
+    List,
+    Listed,
+    Message,
+    NodeInfo,
+    Nodes,
+    Ping,
+    Records,
+    Store,
+    Stored,
+    Value,
+)
+from .records import Chunk, Record, select
+from .results import (
+    BootstrapResult,
+    GetResult,
+    ListResult,
+    LookupResult,
+    PingResult,
+    PutResult,
+    RecordsResult,
+    Result,
+)
+
+if TYPE_CHECKING:
+    from .core import NodeCore, Pending
+
+__all__ = [
+    "BootstrapOp",
+    "GetOp",
+    "LookupOp",
+    "Op",
+    "PutOp",
+    "SingleRpcOp",
+]
+
+
+class Op:
+    """Base: an operation with an id; `report` ops emit an OpDone event when finished."""
+
+    def __init__(self, core: NodeCore, report: bool) -> None:
+        self.core = core
+        self.op_id = core.next_op_id()
+        self.report = report
+        self.finished = False
+        self.queries = 0
+
+    def request(self, addr: tuple[str, int], node_id: bytes | None, body: Body, now: float) -> None:
+        self.queries += 1
+        self.core.request(addr, node_id, body, self, now)
+
+    def finish(self, outcome: Result | ChorusError) -> None:
+        if not self.finished:
+            self.finished = True
+            self.core.finish(self, outcome)
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        raise NotImplementedError
+
+    def on_slow(self, p: Pending, now: float) -> None:
+        pass
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        raise NotImplementedError
+
+
+def _contacts(nodes: tuple[NodeInfo, ...]) -> list[tuple[bytes, tuple[str, int]]]:
+    return [(n.node_id, (n.host, n.port)) for n in nodes]
+
+
+class LookupOp(Op):
+    """Iterative FIND_NODE (or FIND_VALUE when `value` is set) toward `target`.
+
+    `then` is called with the finished lookup instead of reporting, when the
+    lookup is one phase of a larger operation.
+    """
+
+    def __init__(
+        self,
+        core: NodeCore,
+        target: bytes,
+        *,
+        value: bool = False,
+        report: bool = True,
+        then: Callable[[LookupOp, float], None] | None = None,
+    ) -> None:
+        super().__init__(core, report)
+        cfg = core.config
+        seeds = [(c.node_id, c.addr) for c in core.table.closest(target, cfg.k)]
+        self.lookup = Lookup(
+            target, seeds, own_id=core.node_id, k=cfg.k, alpha=cfg.alpha, settle=cfg.lookup_settle
+        )
+        self.value = value
+        self.then = then
+        self.found: list[Record] = []
+        self.found_from: bytes | None = None
+
+    def start(self, now: float) -> LookupOp:
+        self.core.table.touch_bucket(self.lookup.target, now)
+        self._pump(now)
+        return self
+
+    def _pump(self, now: float) -> None:
+        if self.finished:
+            return
+        if self._complete():
+            self._end(now)
+            return
+        body: Body = FindValue(self.lookup.target) if self.value else FindNode(self.lookup.target)
+        for c in self.lookup.next_queries():
+            self.request(c.addr, c.node_id, body, now)
+        if self._complete():
+            self._end(now)
+
+    def _complete(self) -> bool:
+        if self.found and any(isinstance(r, Chunk) for r in self.found):
+            return True  # an immutable chunk needs no second opinion
+        return self.lookup.done
+
+    def _end(self, now: float) -> None:
+        if self.then is not None:
+            self.finished = True
+            self.then(self, now)
+            return
+        nodes = self.lookup.closest()
+        if not nodes and not self.lookup.answered():
+            self.finish(LookupFailed("no node answered the lookup"))
+            return
+        self.finish(
+            LookupResult(
+                self.lookup.target,
+                tuple(NodeInfo(c.node_id, c.addr[0], c.addr[1]) for c in nodes),
+                self.lookup.hops,
+                self.queries,
+            )
+        )
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        if self.finished or p.node_id is None:
+            return
+        body = msg.body
+        if isinstance(body, Nodes):
+            self.lookup.on_reply(p.node_id, _contacts(body.nodes), False)
+        elif isinstance(body, Value) and self.value:
+            got = self._accept_values(body.records)
+            if got:
+                self.found_from = self.found_from or p.node_id
+            self.lookup.on_reply(p.node_id, _contacts(body.nodes), got)
+        else:
+            self.lookup.on_failure(p.node_id)
+        self._pump(now)
+
+    def _accept_values(self, raws: tuple[bytes, ...]) -> bool:
+        got = False
+        for raw in raws:
+            try:
+                rec = self.core.validate(self.lookup.target, raw)
+            except ValidationError:
+                self.core.stats["invalid_values"] += 1
+                continue
+            self.found.append(rec)
+            got = True
+        return got
+
+    def on_slow(self, p: Pending, now: float) -> None:
+        if not self.finished and p.node_id is not None:
+            self.lookup.on_slow(p.node_id)
+            self._pump(now)
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        if not self.finished and p.node_id is not None:
+            self.lookup.on_failure(p.node_id)
+            self._pump(now)
+
+    def best(self) -> Record | None:
+        """The winning record among those found (highest seq for heads)."""
+        best: Record | None = None
+        for rec in self.found:
+            try:
+                if select(best, rec):
+                    best = rec
+            except ValidationError:
+                pass
+        return best
+
+
+class PutOp(Op):
+    """Store `record` on the k closest nodes; acknowledged when `quorum` replicas hold it.
+
+    With `replicate_only`, this is a republish: no quorum and no local store.
+    """
+
+    def __init__(
+        self,
+        core: NodeCore,
+        record: Record,
+        *,
+        quorum: int,
+        report: bool = True,
+        on_end: Callable[[PutOp], None] | None = None,
+    ) -> None:
+        super().__init__(core, report)
+        self.record = record
+        self.quorum = quorum
+        self.on_end = on_end
+        self.acks: list[bytes] = []
+        self.self_counts = False
+        self.waiting = 0
+        self.found = 0
+        self.fallbacks: list[tuple[bytes, tuple[str, int]]] = []
+
+    def start(self, now: float) -> PutOp:
+        LookupOp(self.core, self.record.key, report=False, then=self._stored_phase).start(now)
+        return self
+
+    def _stored_phase(self, lk: LookupOp, now: float) -> None:
+        self.queries += lk.queries
+        k = self.core.config.k
+        closest = lk.lookup.closest(k)
+        self.found = len(closest)
+        own = self.core.node_id_int ^ int.from_bytes(self.record.key, "big")
+        self.self_counts = len(closest) < k or own < closest[-1].distance
+        targets = closest[: k - 1] if self.self_counts else closest
+        self.fallbacks = [(c.node_id, c.addr) for c in lk.lookup.beyond(len(targets))]
+        for c in targets:
+            self._send(c.node_id, c.addr, now)
+        self._check()
+
+    def _send(self, node_id: bytes, addr: tuple[str, int], now: float) -> None:
+        self.waiting += 1
+        self.request(addr, node_id, Store(self.record.key, self.record.raw), now)
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        if self.finished:
+            return
+        self.waiting -= 1
+        if isinstance(msg.body, Stored) and p.node_id is not None:
+            self.acks.append(p.node_id)
+        else:
+            self._fallback(now)
+        self._check()
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        if self.finished:
+            return
+        self.waiting -= 1
+        self._fallback(now)
+        self._check()
+
+    def _fallback(self, now: float) -> None:
+        if self.fallbacks:
+            node_id, addr = self.fallbacks.pop(0)
+            self._send(node_id, addr, now)
+
+    def _check(self) -> None:
+        if self.waiting > 0 or self.finished:
+            return
+        acks = len(self.acks) + (1 if self.self_counts else 0)
+        # A mesh smaller than the quorum can at best hold a copy on every node it has.
+        quorum = min(self.quorum, self.core.config.k, self.found + 1)
+        if self.on_end is not None:
+            self.on_end(self)
+        if not self.acks or acks < quorum:
+            self.finish(QuorumError(self.record.key, acks, quorum))
+        else:
+            self.finish(PutResult(self.record.key, acks, tuple(self.acks), self.queries))
+
+
+class GetOp(Op):
+    """Find a valid record for `key`: local store first, then FIND_VALUE."""
+
+    def __init__(self, core: NodeCore, key: bytes, *, report: bool = True) -> None:
+        super().__init__(core, report)
+        self.key = key
+
+    def start(self, now: float) -> GetOp:
+        local = self.core.local_record(self.key)
+        if local is not None:
+            self.finish(GetResult(self.key, local, True, 0, 0))
+            return self
+        LookupOp(self.core, self.key, value=True, report=False, then=self._found).start(now)
+        return self
+
+    def _found(self, lk: LookupOp, now: float) -> None:
+        self.queries += lk.queries
+        best = lk.best()
+        if best is None:
+            self.finish(NotFound(f"no valid record for {self.key.hex()[:16]}…"))
+            return
+        if self.core.config.cache_on_get:
+            self.core.cache_record(best, now)
+            for c in lk.lookup.answered():
+                if not c.has_value:  # the closest node on the path that lacked it
+                    self.core.send_store(c.node_id, c.addr, best, now)
+                    break
+        self.finish(GetResult(self.key, best, False, lk.lookup.hops, self.queries))
+
+
+class BootstrapOp(Op):
+    """Challenge every seed address, then look up our own id to fill the table."""
+
+    def __init__(
+        self, core: NodeCore, seeds: list[tuple[bytes | None, tuple[str, int]]], *, report: bool
+    ) -> None:
+        super().__init__(core, report)
+        self.seeds = seeds
+        self.waiting = 0
+        self.refreshing = 0
+
+    def start(self, now: float) -> BootstrapOp:
+        for node_id, addr in self.seeds:
+            self.waiting += 1
+            self.request(addr, node_id, Ping(), now)
+        if not self.seeds:
+            self._lookup(now)
+        return self
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        self._one_done(now)
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        self._one_done(now)
+
+    def _one_done(self, now: float) -> None:
+        self.waiting -= 1
+        if self.waiting == 0 and not self.finished:
+            self._lookup(now)
+
+    def _lookup(self, now: float) -> None:
+        if len(self.core.table) == 0:
+            self.finish(LookupFailed("no bootstrap node answered"))
+            return
+        LookupOp(self.core, self.core.node_id, report=False, then=self._joined).start(now)
+
+    def _joined(self, lk: LookupOp, now: float) -> None:
+        # Kademlia join: refresh every bucket but our own, so the table knows the
+        # whole id space, not just our neighbourhood.
+        table = self.core.table
+        targets = [
+            self.core.rng.randrange(low, high).to_bytes(32, "big")
+            for low, high, _ in table.bucket_ranges()
+            if not low <= self.core.node_id_int < high
+        ]
+        self.refreshing = len(targets)
+        for target in targets:
+            LookupOp(self.core, target, report=False, then=self._refreshed).start(now)
+        if not targets:
+            self.finish(BootstrapResult(len(table)))
+
+    def _refreshed(self, lk: LookupOp, now: float) -> None:
+        self.refreshing -= 1
+        if self.refreshing == 0:
+            self.finish(BootstrapResult(len(self.core.table)))
+
+
+class SingleRpcOp(Op):
+    """One request to one node: PING, LIST or GET_MANY (recovery uses the last two)."""
+
+    def __init__(
+        self, core: NodeCore, addr: tuple[str, int], node_id: bytes | None, body: Body
+    ) -> None:
+        super().__init__(core, True)
+        self.addr = addr
+        self.node_id = node_id
+        self.body = body
+        self.sent_at = 0.0
+
+    def start(self, now: float) -> SingleRpcOp:
+        self.sent_at = now
+        self.request(self.addr, self.node_id, self.body, now)
+        return self
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        body = msg.body
+        if isinstance(body, ErrorReply):
+            self.finish(NetworkError(f"peer refused: {body.code.value} {body.detail}"))
+        elif isinstance(self.body, Ping):
+            self.finish(PingResult(msg.header.sender_id, now - self.sent_at))
+        elif isinstance(self.body, List) and isinstance(body, Listed):
+            self.finish(ListResult(body.keys, body.cursor))
+        elif isinstance(self.body, GetMany) and isinstance(body, Records):
+            self.finish(RecordsResult(body.records))
+        else:
+            self.finish(NetworkError(f"unexpected reply {body.TYPE}"))
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        self.finish(NetworkError(f"no answer from {self.addr[0]}:{self.addr[1]}"))

@@ -1,0 +1,503 @@
+"""Kademlia k-buckets with splitting (DESIGN §2, §6), sans-IO.
+
+The table never pings, never reads a clock and never draws random numbers.
+`offer()` returns a decision and the driver acts on it:
+
+    Added(contact)      the contact is new and now in the table
+    Updated(contact)    it was already there: moved to the tail (most recently seen)
+    Rejected(reason)    own id, subnet limit or table cap; nothing changed
+    BucketFull(oldest)  the bucket is full and cannot split: the newcomer waits in the
+                        bucket's replacement cache; the driver PINGs `oldest` and then
+                        calls `ping_succeeded` or `ping_failed`
+
+Layout. The id space [0, 2**256) is partitioned into buckets, each a contiguous,
+power-of-two aligned range [low, high). The table starts with one bucket covering
+everything. A full bucket splits in half only while its range contains our own id
+(standard Kademlia, no relaxed splitting), so the table holds about
+k·log2(N/k) contacts in a network of N nodes. A bucket keeps its contacts least
+recently seen (LRS) first, which is the order Kademlia evicts in: old contacts
+that still answer are the most likely to stay up.
+
+Subnet limit. At most `subnet_limit` contacts of one /24 (IPv4) or /48 (IPv6)
+per bucket, so one operator with one address block cannot fill a bucket and
+eclipse a region of the id space. Loopback is exempt so that a swarm of nodes on
+one machine works. The limit is per bucket, not per table: a /24 may still hold
+contacts spread over many buckets, which is what a small site behind one NAT
+legitimately looks like.
+
+`Contact` objects are owned by the table and updated in place (address,
+last_seen, failures). Callers may keep references but must not mutate them.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from .errors import ConfigError, LocalError
+from .ids import ID_BITS, ID_BYTES, id_to_int
+
+__all__ = [
+    "DEFAULT_K",
+    "DEFAULT_SUBNET_LIMIT",
+    "REJECT_OWN_ID",
+    "REJECT_SUBNET_LIMIT",
+    "REJECT_TABLE_CAP",
+    "Added",
+    "BucketFull",
+    "Contact",
+    "Offer",
+    "Rejected",
+    "RoutingTable",
+    "Updated",
+    "subnet_group",
+]
+
+ID_SPACE = 1 << ID_BITS  # ids are 256-bit integers: the table covers [0, ID_SPACE)
+DEFAULT_K = 20  # DESIGN §6: bucket size and replication factor
+DEFAULT_SUBNET_LIMIT = 2  # two per /24 per bucket: room for a NAT'd pair, not for a Sybil farm
+IPV4_PREFIX = 24  # a /24 is the smallest block routed on the internet: one operator
+IPV6_PREFIX = 48  # a /48 is the usual per-site IPv6 allocation: one operator
+_GROUP_CACHE_SIZE = 1 << 16  # distinct hosts remembered by subnet_group(); ~10 MB at most
+
+REJECT_OWN_ID = "own id"
+REJECT_SUBNET_LIMIT = "subnet limit"
+REJECT_TABLE_CAP = "table cap"
+
+# A subnet group: (4, /24 prefix), (6, /48 prefix), or (0, host) for a non-IP host.
+_Group: TypeAlias = tuple[int, int | str]
+
+
+@functools.lru_cache(maxsize=_GROUP_CACHE_SIZE)
+def subnet_group(host: str) -> _Group | None:
+    """The subnet a host counts against, or None if it is exempt (loopback).
+
+    IPv4-mapped IPv6 addresses count as their IPv4 address, so one host cannot
+    double its quota by switching notation. A host that is not an IP literal
+    (the codec should never let one through) is its own group. Parsing is cached
+    process-wide: the function is pure, and `offer` is a hot path in netsim.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return (0, host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return None
+    if ip.version == 4:
+        return (4, int(ip) >> (32 - IPV4_PREFIX))
+    return (6, int(ip) >> (128 - IPV6_PREFIX))
+
+
+@dataclass(slots=True)
+class Contact:
+    """A node we can talk to. Mutable: the table updates it in place."""
+
+    node_id: bytes  # 32 bytes
+    addr: tuple[str, int]  # (host, port); host is an IPv4/IPv6 literal
+    int_id: int  # id_to_int(node_id), precomputed for distance arithmetic
+    last_seen: float = 0.0
+    failures: int = 0  # consecutive failed requests; reset by record_success
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """The contact was new and is now in the table."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    """The contact was already present: moved to the tail, address updated."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The node was not added; `reason` is one of the REJECT_* constants.
+
+    No contact changed. The bucket may have split on the way (a split is only
+    structure, and the next offer would have made it anyway).
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BucketFull:
+    """The driver should PING `oldest`; the newcomer waits in the replacement cache."""
+
+    oldest: Contact
+
+
+Offer: TypeAlias = Added | Updated | Rejected | BucketFull
+
+
+class _Bucket:
+    """One range [low, high) of the id space: live contacts and replacements."""
+
+    __slots__ = ("contacts", "groups", "high", "last_changed", "low", "replacements")
+
+    def __init__(self, low: int, high: int, last_changed: float) -> None:
+        self.low = low
+        self.high = high
+        self.last_changed = last_changed
+        self.contacts: OrderedDict[bytes, Contact] = OrderedDict()  # LRS first
+        self.replacements: OrderedDict[bytes, Contact] = OrderedDict()  # oldest first
+        self.groups: dict[_Group, int] = {}  # live contacts per subnet group
+
+    def group_full(self, host: str, limit: int) -> bool:
+        group = subnet_group(host)
+        return group is not None and self.groups.get(group, 0) >= limit
+
+    def add(self, contact: Contact) -> None:
+        self.contacts[contact.node_id] = contact
+        self._count(contact.addr[0], 1)
+
+    def pop(self, node_id: bytes) -> Contact:
+        contact = self.contacts.pop(node_id)
+        self._count(contact.addr[0], -1)
+        return contact
+
+    def readdress(self, contact: Contact, addr: tuple[str, int]) -> None:
+        self._count(contact.addr[0], -1)
+        contact.addr = addr
+        self._count(addr[0], 1)
+
+    def _count(self, host: str, delta: int) -> None:
+        group = subnet_group(host)
+        if group is None:
+            return
+        count = self.groups.get(group, 0) + delta
+        if count:
+            self.groups[group] = count
+        else:
+            del self.groups[group]
+
+
+class RoutingTable:
+    """The k-bucket routing table of one node. See the module docstring."""
+
+    def __init__(
+        self,
+        own_id: bytes,
+        k: int = DEFAULT_K,
+        *,
+        subnet_limit: int = DEFAULT_SUBNET_LIMIT,
+        max_contacts: int | None = None,
+        replacement_size: int | None = None,
+    ) -> None:
+        _check_id(own_id)
+        if k < 1 or subnet_limit < 1:
+            raise ConfigError(f"k and subnet_limit must be >= 1, got {k} and {subnet_limit}")
+        if max_contacts is not None and max_contacts < 0:
+            raise ConfigError(f"max_contacts must be >= 0, got {max_contacts}")
+        if replacement_size is not None and replacement_size < 0:
+            raise ConfigError(f"replacement_size must be >= 0, got {replacement_size}")
+        self.own_id = own_id
+        self.k = k
+        self.subnet_limit = subnet_limit
+        self.max_contacts = max_contacts
+        self.replacement_size = k if replacement_size is None else replacement_size
+        self._own_int = id_to_int(own_id)
+        # Buckets in id order; _lows mirrors their `low` bounds for bisection.
+        self._buckets: list[_Bucket] = [_Bucket(0, ID_SPACE, 0.0)]
+        self._lows: list[int] = [0]
+        self._index: dict[bytes, Contact] = {}  # every live contact, by id
+
+    # -- offers ------------------------------------------------------------------
+
+    def offer(self, node_id: bytes, addr: tuple[str, int], now: float) -> Offer:
+        """Offer a node we heard from (verified per DESIGN §2); returns the decision.
+
+        A known contact is moved to the tail with `last_seen = now` and its new
+        address, unless the new address would break the subnet limit: then it is
+        Rejected and keeps its old address. Its failure count is left alone:
+        hearing a request from a node does not prove it answers ours.
+        A node waiting in a replacement cache is offered like a new one: it moves
+        into the bucket if there is room now, else it is refreshed in the cache.
+        """
+        contact = self._index.get(node_id)
+        if contact is not None:
+            bucket = self._bucket_for(contact.int_id)
+            if addr != contact.addr:
+                if subnet_group(addr[0]) != subnet_group(contact.addr[0]) and bucket.group_full(
+                    addr[0], self.subnet_limit
+                ):
+                    return Rejected(REJECT_SUBNET_LIMIT)
+                bucket.readdress(contact, addr)
+            contact.last_seen = now
+            bucket.contacts.move_to_end(node_id)
+            bucket.last_changed = now
+            return Updated(contact)
+
+        if node_id == self.own_id:
+            return Rejected(REJECT_OWN_ID)
+        _check_id(node_id)
+        int_id = id_to_int(node_id)
+        bucket = self._bucket_for(int_id)
+        while True:
+            full = len(bucket.contacts) >= self.k
+            splittable = full and self._splittable(bucket)
+            if self._at_cap() and (not full or splittable):
+                return Rejected(REJECT_TABLE_CAP)
+            if splittable:
+                self._split(bucket)
+                bucket = self._bucket_for(int_id)
+                continue
+            if bucket.group_full(addr[0], self.subnet_limit):
+                return Rejected(REJECT_SUBNET_LIMIT)
+            break
+
+        waiting = bucket.replacements.get(node_id)
+        if waiting is None:
+            waiting = Contact(node_id, addr, int_id, now)
+        else:
+            waiting.addr = addr
+            waiting.last_seen = now
+        if not full:
+            bucket.replacements.pop(node_id, None)
+            bucket.add(waiting)
+            self._index[node_id] = waiting
+            bucket.last_changed = now
+            return Added(waiting)
+        self._remember(bucket, waiting)
+        return BucketFull(next(iter(bucket.contacts.values())))
+
+    def would_accept(self, node_id: bytes, addr: tuple[str, int]) -> bool:
+        """Whether `offer(node_id, addr, now)` would not be Rejected; changes nothing.
+
+        Lets the driver skip the identity challenge (DESIGN §2) for a node the
+        table would refuse anyway. A full bucket that cannot split still counts
+        as accepting: the node would enter its replacement cache (BucketFull).
+        Splits that `offer` would make are simulated on the bucket's contacts.
+        """
+        contact = self._index.get(node_id)
+        if contact is not None:
+            if addr == contact.addr or subnet_group(addr[0]) == subnet_group(contact.addr[0]):
+                return True
+            return not self._bucket_for(contact.int_id).group_full(addr[0], self.subnet_limit)
+        if node_id == self.own_id:
+            return False
+        _check_id(node_id)
+        int_id = id_to_int(node_id)
+        bucket = self._bucket_for(int_id)
+        low, high = bucket.low, bucket.high
+        members: list[Contact] | None = None  # copied only if a split is simulated
+        size = len(bucket.contacts)
+        while True:
+            full = size >= self.k
+            splittable = full and high - low > 1 and low <= self._own_int < high
+            if self._at_cap() and (not full or splittable):
+                return False
+            if not splittable:
+                break
+            mid = (low + high) // 2
+            low, high = (low, mid) if int_id < mid else (mid, high)
+            source = bucket.contacts.values() if members is None else members
+            members = [c for c in source if low <= c.int_id < high]
+            size = len(members)
+        if members is None:
+            return not bucket.group_full(addr[0], self.subnet_limit)
+        group = subnet_group(addr[0])
+        if group is None:
+            return True
+        same = sum(1 for c in members if subnet_group(c.addr[0]) == group)
+        return same < self.subnet_limit
+
+    # -- outcomes reported by the driver -----------------------------------------
+
+    def remove(self, node_id: bytes) -> bool:
+        """Remove a live contact and promote a replacement into its slot.
+
+        Returns True if `node_id` was a live contact. The id is also dropped
+        from its bucket's replacement cache (that alone does not count as a
+        removal). The driver decides when to remove: DESIGN §3 asks for several
+        consecutive failures at the contact's own timeout, never one.
+        """
+        contact = self._pop(node_id)
+        bucket = self._bucket_for(id_to_int(node_id))
+        bucket.replacements.pop(node_id, None)
+        if contact is None:
+            return False
+        self._promote(bucket)
+        return True
+
+    def ping_failed(self, oldest_id: bytes) -> Contact | None:
+        """The LRS contact failed its eviction ping: evict it, promote a replacement.
+
+        The promoted contact is the most recently seen replacement whose subnet
+        still has room in the bucket; returns it, or None if nothing was promoted
+        (no eligible replacement, or `oldest_id` was no longer in the table).
+        """
+        contact = self._pop(oldest_id)
+        if contact is None:
+            return None
+        return self._promote(self._bucket_for(contact.int_id))
+
+    def ping_succeeded(self, oldest_id: bytes, now: float) -> None:
+        """The LRS contact answered: it stays (moved to the tail).
+
+        The newcomer stays in the replacement cache, ready for the next vacancy.
+        """
+        self.record_success(oldest_id, now)
+
+    def record_failure(self, node_id: bytes) -> int:
+        """Count one more consecutive failed request; returns the count (0 if unknown)."""
+        contact = self._index.get(node_id)
+        if contact is None:
+            return 0
+        contact.failures += 1
+        return contact.failures
+
+    def record_success(self, node_id: bytes, now: float) -> None:
+        """The contact answered a request: failures = 0, last_seen = now, move to tail."""
+        contact = self._index.get(node_id)
+        if contact is None:
+            return
+        contact.failures = 0
+        contact.last_seen = now
+        bucket = self._bucket_for(contact.int_id)
+        bucket.contacts.move_to_end(node_id)
+        bucket.last_changed = now
+
+    # -- queries -----------------------------------------------------------------
+
+    def get(self, node_id: bytes) -> Contact | None:
+        """The live contact with this id, if any (replacements are not live)."""
+        return self._index.get(node_id)
+
+    def closest(self, target: bytes, n: int, exclude: bytes | None = None) -> list[Contact]:
+        """Up to `n` live contacts closest to `target` by XOR distance, closest first.
+
+        Buckets are aligned ranges, so the distances from `target` to the ids of
+        one bucket form one aligned range too, and distinct buckets give disjoint
+        distance ranges. Sorting buckets by the start of that range and then the
+        contacts within each bucket visits contacts in exact distance order; we
+        stop after the bucket that brings the count to `n`. With ~15 buckets and
+        n = k this sorts a couple of buckets instead of the whole table.
+        """
+        if n <= 0:
+            return []
+        t = id_to_int(target)
+        order = sorted(
+            (b for b in self._buckets if b.contacts),
+            key=lambda b: (t ^ b.low) & ~(b.high - b.low - 1),
+        )
+        found: list[Contact] = []
+        for bucket in order:
+            members = [c for c in bucket.contacts.values() if c.node_id != exclude]
+            members.sort(key=lambda c: c.int_id ^ t)
+            found.extend(members)
+            if len(found) >= n:
+                break
+        return found[:n]
+
+    def bucket_ranges(self) -> list[tuple[int, int, float]]:
+        """(low, high_exclusive, last_changed) of every bucket, in id order."""
+        return [(b.low, b.high, b.last_changed) for b in self._buckets]
+
+    def touch_bucket(self, target: bytes, now: float) -> None:
+        """Mark the bucket covering `target` refreshed (a lookup was done there)."""
+        self._bucket_for(id_to_int(target)).last_changed = now
+
+    def stale_buckets(self, now: float, interval: float) -> list[tuple[int, int]]:
+        """Ranges not changed or refreshed within `interval`; the driver looks them up.
+
+        A bucket changes when a contact is added, re-seen, answers, or is
+        promoted. New buckets from a split inherit their parent's time; the
+        first bucket starts at 0.0, i.e. stale at the first check.
+        """
+        cutoff = now - interval
+        return [(b.low, b.high) for b in self._buckets if b.last_changed < cutoff]
+
+    def replacements(self, target: bytes) -> list[Contact]:
+        """The replacement cache of the bucket covering `target`, oldest first."""
+        return list(self._bucket_for(id_to_int(target)).replacements.values())
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[Contact]:
+        """Bucket order, then LRS to MRS. A snapshot: safe to mutate while iterating."""
+        snapshot = [c for b in self._buckets for c in b.contacts.values()]
+        return iter(snapshot)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._index
+
+    # -- internals ---------------------------------------------------------------
+
+    def _bucket_for(self, int_id: int) -> _Bucket:
+        return self._buckets[bisect_right(self._lows, int_id) - 1]
+
+    def _at_cap(self) -> bool:
+        return self.max_contacts is not None and len(self._index) >= self.max_contacts
+
+    def _splittable(self, bucket: _Bucket) -> bool:
+        return bucket.high - bucket.low > 1 and bucket.low <= self._own_int < bucket.high
+
+    def _split(self, bucket: _Bucket) -> None:
+        """Replace `bucket` by its two halves; contacts keep their relative order."""
+        mid = (bucket.low + bucket.high) // 2
+        lower = _Bucket(bucket.low, mid, bucket.last_changed)
+        upper = _Bucket(mid, bucket.high, bucket.last_changed)
+        for contact in bucket.contacts.values():
+            (lower if contact.int_id < mid else upper).add(contact)
+        for contact in bucket.replacements.values():
+            half = lower if contact.int_id < mid else upper
+            half.replacements[contact.node_id] = contact
+        i = self._buckets.index(bucket)
+        self._buckets[i : i + 1] = [lower, upper]
+        self._lows[i : i + 1] = [lower.low, upper.low]
+
+    def _remember(self, bucket: _Bucket, contact: Contact) -> None:
+        """Put `contact` at the tail of the replacement cache, dropping the oldest."""
+        if self.replacement_size == 0:
+            return
+        bucket.replacements[contact.node_id] = contact
+        bucket.replacements.move_to_end(contact.node_id)
+        while len(bucket.replacements) > self.replacement_size:
+            bucket.replacements.popitem(last=False)
+
+    def _pop(self, node_id: bytes) -> Contact | None:
+        """Take a live contact out of the table; None if it was not there."""
+        contact = self._index.pop(node_id, None)
+        if contact is not None:
+            self._bucket_for(contact.int_id).pop(node_id)
+        return contact
+
+    def _promote(self, bucket: _Bucket) -> Contact | None:
+        """Move the newest replacement whose subnet has room into the bucket.
+
+        It is placed by its last_seen, so the bucket stays ordered LRS first.
+
+        Only called right after a removal, so the bucket has a free slot and the
+        table is below any cap. Promotion counts as a change of the bucket, dated
+        by the promoted contact's last_seen (the driver passes no `now` here).
+        """
+        for candidate in reversed(bucket.replacements.values()):
+            if not bucket.group_full(candidate.addr[0], self.subnet_limit):
+                del bucket.replacements[candidate.node_id]
+                bucket.add(candidate)
+                # Keep LRS order: a replacement may have been seen before the tail.
+                for node_id, contact in list(bucket.contacts.items()):
+                    if contact.last_seen > candidate.last_seen:
+                        bucket.contacts.move_to_end(node_id)
+                self._index[candidate.node_id] = candidate
+                bucket.last_changed = max(bucket.last_changed, candidate.last_seen)
+                return candidate
+        return None
+
+
+def _check_id(node_id: bytes) -> None:
+    if len(node_id) != ID_BYTES:
+        raise LocalError(f"a node id is {ID_BYTES} bytes, got {len(node_id)}")

@@ -1,0 +1,162 @@
+"""Adaptive per-contact request timeouts, as TCP computes its RTO (RFC 6298).
+
+DESIGN §3: a slow contact is not a dead contact. A Pi Zero on a home link that
+answers in 2 s must not be timed out by the 200 ms that suits a datacenter peer,
+so each contact gets its own estimate: SRTT + 4·RTTVAR, clamped to a floor and
+a ceiling, doubled on every timeout (exponential backoff) until a fresh sample
+arrives.
+
+Karn's algorithm is the caller's job: take an RTT sample only from a request
+that was sent exactly once. The reply to a retransmitted request is ambiguous
+(it may answer the first send), so its RTT must be ignored; only `backoff` is
+applied for the timeouts. The backed-off RTO then stays until a valid sample
+arrives (RFC 6298 §5.7).
+
+Sans-IO: nothing here reads a clock. The driver measures `rtt` from the `now`
+values it already passes around.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .errors import ConfigError, LocalError
+
+__all__ = ["CLOCK_GRANULARITY", "DEFAULT_RTO", "RtoConfig", "RttEstimator", "RttTable"]
+
+CLOCK_GRANULARITY = 0.001  # G in RFC 6298 §2: trio's clock resolves far below 1 ms
+DEFAULT_MAX_ENTRIES = 4096  # a few times a full table (~k·log2(N/k) contacts) plus lookup peers
+
+
+@dataclass(frozen=True, slots=True)
+class RtoConfig:
+    """The constants of RFC 6298, with a floor and a ceiling suited to a DHT."""
+
+    initial: float = 1.0  # RFC 6298 §2.1: 1 s before any sample
+    floor: float = 0.2  # loopback RTTs are sub-ms, but a busy Python event loop adds jitter
+    ceiling: float = 10.0  # a Pi Zero on a bad link answers in ~2 s; 10 s bounds a dead one
+    alpha: float = 0.125  # RFC 6298 §2.3: SRTT gain (1/8)
+    beta: float = 0.25  # RFC 6298 §2.3: RTTVAR gain (1/4)
+    k: float = 4.0  # RFC 6298 §2.2: RTO = SRTT + K·RTTVAR
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.floor <= self.initial <= self.ceiling < math.inf:
+            raise ConfigError(
+                "RTO needs 0 < floor <= initial <= ceiling < inf, got "
+                f"{self.floor}, {self.initial}, {self.ceiling}"
+            )
+        if not (0.0 < self.alpha <= 1.0 and 0.0 < self.beta <= 1.0 and self.k >= 0.0):
+            raise ConfigError(
+                f"RTO needs 0 < alpha, beta <= 1 and k >= 0, got {self.alpha}, {self.beta}, "
+                f"{self.k}"
+            )
+
+    def clamp(self, rto: float) -> float:
+        """`rto` bounded to [floor, ceiling]."""
+        return min(max(rto, self.floor), self.ceiling)
+
+
+DEFAULT_RTO = RtoConfig()
+
+
+class RttEstimator:
+    """SRTT, RTTVAR and RTO of one contact (RFC 6298 §2 and §5)."""
+
+    __slots__ = ("config", "rto", "rttvar", "srtt")
+
+    def __init__(self, config: RtoConfig = DEFAULT_RTO) -> None:
+        self.config = config
+        self.srtt: float | None = None  # None until the first sample
+        self.rttvar = 0.0
+        self.rto = config.initial
+
+    def sample(self, rtt: float) -> None:
+        """Fold in one RTT measurement (seconds) from a request sent exactly once.
+
+        First sample (§2.2): SRTT = R, RTTVAR = R/2. Later ones (§2.3):
+        RTTVAR = (1-β)·RTTVAR + β·|SRTT - R|, then SRTT = (1-α)·SRTT + α·R.
+        Either way RTO = SRTT + max(G, K·RTTVAR), clamped to [floor, ceiling];
+        this also ends any backoff.
+        """
+        if not (rtt >= 0.0 and math.isfinite(rtt)):
+            raise LocalError(f"an RTT sample must be finite and >= 0, got {rtt}")
+        cfg = self.config
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2.0
+        else:
+            self.rttvar = (1.0 - cfg.beta) * self.rttvar + cfg.beta * abs(self.srtt - rtt)
+            self.srtt = (1.0 - cfg.alpha) * self.srtt + cfg.alpha * rtt
+        self.rto = cfg.clamp(self.srtt + max(CLOCK_GRANULARITY, cfg.k * self.rttvar))
+
+    def backoff(self) -> None:
+        """A request timed out (§5.5): RTO = min(2·RTO, ceiling)."""
+        self.rto = min(2.0 * self.rto, self.config.ceiling)
+
+    def timeout(self) -> float:
+        """The current RTO in seconds: how long to wait for this contact's reply."""
+        return self.rto
+
+
+class RttTable:
+    """Per-contact estimators by node id, bounded with least-recently-used eviction.
+
+    The bound keeps memory flat when lookups touch many strangers; forgetting a
+    contact only costs it the initial timeout on its next request.
+    """
+
+    __slots__ = ("_entries", "config", "max_entries")
+
+    def __init__(
+        self, config: RtoConfig = DEFAULT_RTO, max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
+        if max_entries < 1:
+            raise ConfigError(f"max_entries must be >= 1, got {max_entries}")
+        self.config = config
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, RttEstimator] = OrderedDict()
+
+    def get(self, node_id: bytes) -> RttEstimator:
+        """The estimator of `node_id`, created if missing; marks it recently used."""
+        estimator = self._entries.get(node_id)
+        if estimator is None:
+            estimator = self._entries[node_id] = RttEstimator(self.config)
+            if len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(node_id)
+        return estimator
+
+    def timeout_for(self, node_id: bytes | None) -> float:
+        """How long to wait for a reply from `node_id`.
+
+        None (the id is not known yet, e.g. a bootstrap address) or an id with
+        no estimator gets `config.initial`; no estimator is created for it.
+        """
+        if node_id is None:
+            return self.config.initial
+        estimator = self._entries.get(node_id)
+        if estimator is None:
+            return self.config.initial
+        self._entries.move_to_end(node_id)
+        return estimator.rto
+
+    def sample(self, node_id: bytes, rtt: float) -> None:
+        """Fold in an RTT sample for `node_id` (Karn: never from a retransmission)."""
+        self.get(node_id).sample(rtt)
+
+    def backoff(self, node_id: bytes) -> None:
+        """A request to `node_id` timed out: double its RTO up to the ceiling."""
+        self.get(node_id).backoff()
+
+    def discard(self, node_id: bytes) -> None:
+        """Forget `node_id` (e.g. after it left the routing table)."""
+        self._entries.pop(node_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._entries

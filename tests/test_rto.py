@@ -1,0 +1,158 @@
+"""Unit and property tests of the RFC 6298 timeout estimator (pure, no I/O)."""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chorusdht.errors import ConfigError, LocalError
+from chorusdht.rto import CLOCK_GRANULARITY, DEFAULT_RTO, RtoConfig, RttEstimator, RttTable
+
+rtts = st.floats(min_value=0.0, max_value=120.0, allow_nan=False)
+
+
+def test_defaults_follow_the_brief() -> None:
+    assert RtoConfig(1.0, 0.2, 10.0, 0.125, 0.25, 4.0) == DEFAULT_RTO
+    est = RttEstimator()
+    assert est.srtt is None and est.rttvar == 0.0 and est.timeout() == 1.0
+
+
+def test_first_sample() -> None:
+    est = RttEstimator()
+    est.sample(0.5)
+    assert est.srtt == 0.5 and est.rttvar == 0.25
+    assert est.timeout() == pytest.approx(0.5 + 4 * 0.25)
+
+
+def test_second_sample_updates_rttvar_with_the_old_srtt() -> None:
+    est = RttEstimator()
+    est.sample(1.0)
+    est.sample(2.0)
+    assert est.rttvar == pytest.approx(0.75 * 0.5 + 0.25 * abs(1.0 - 2.0))
+    assert est.srtt == pytest.approx(0.875 * 1.0 + 0.125 * 2.0)
+    assert est.srtt is not None
+    assert est.timeout() == pytest.approx(est.srtt + 4 * est.rttvar)
+
+
+def test_clock_granularity_term() -> None:
+    cfg = RtoConfig(initial=0.5, floor=0.0005, ceiling=1.0)
+    est = RttEstimator(cfg)
+    for _ in range(500):
+        est.sample(0.1)
+    assert est.rttvar < CLOCK_GRANULARITY / 4
+    assert est.timeout() == pytest.approx(0.1 + CLOCK_GRANULARITY)
+
+
+@settings(deadline=None, max_examples=200)
+@given(rtt=st.floats(min_value=0.0, max_value=0.15))
+def test_equal_samples_converge_to_the_floor(rtt: float) -> None:
+    est = RttEstimator()
+    timeouts = []
+    for _ in range(200):
+        est.sample(rtt)
+        timeouts.append(est.timeout())
+    assert all(b <= a for a, b in pairwise(timeouts))
+    assert est.timeout() == pytest.approx(max(DEFAULT_RTO.floor, rtt + CLOCK_GRANULARITY))
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    events=st.lists(st.one_of(rtts, st.just("backoff")), max_size=60),
+    config=st.sampled_from([DEFAULT_RTO, RtoConfig(initial=0.5, floor=0.05, ceiling=3.0)]),
+)
+def test_rto_stays_within_floor_and_ceiling(events: list[float | str], config: RtoConfig) -> None:
+    est = RttEstimator(config)
+    for item in events:
+        before = est.timeout()
+        if isinstance(item, str):
+            est.backoff()
+            assert est.timeout() == min(2 * before, config.ceiling)
+        else:
+            est.sample(item)
+            assert est.srtt is not None and est.rttvar >= 0.0
+        assert config.floor <= est.timeout() <= config.ceiling
+
+
+def test_backoff_doubles_up_to_the_ceiling_and_a_sample_ends_it() -> None:
+    est = RttEstimator()
+    seen = []
+    for _ in range(6):
+        est.backoff()
+        seen.append(est.timeout())
+    assert seen == [2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    est.sample(0.3)
+    assert est.timeout() == pytest.approx(0.3 + 4 * 0.15)
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf])
+def test_bad_samples_raise(bad: float) -> None:
+    with pytest.raises(LocalError):
+        RttEstimator().sample(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"floor": 0.0},
+        {"floor": 2.0},  # above initial
+        {"ceiling": 0.5},  # below initial
+        {"ceiling": math.inf},
+        {"alpha": 0.0},
+        {"beta": 1.5},
+        {"k": -1.0},
+        {"initial": math.nan},
+    ],
+)
+def test_bad_configs_raise(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        RtoConfig(**kwargs)
+
+
+def test_table_unknown_ids_get_the_initial_timeout() -> None:
+    table = RttTable()
+    assert table.timeout_for(None) == 1.0
+    assert table.timeout_for(b"\x01" * 32) == 1.0
+    assert len(table) == 0  # asking does not create an entry
+    table.sample(b"\x01" * 32, 0.4)
+    assert table.timeout_for(b"\x01" * 32) == pytest.approx(0.4 + 4 * 0.2)
+    table.backoff(b"\x02" * 32)
+    assert table.timeout_for(b"\x02" * 32) == 2.0
+    table.discard(b"\x02" * 32)
+    assert b"\x02" * 32 not in table and table.timeout_for(b"\x02" * 32) == 1.0
+
+
+def test_table_lru_bound() -> None:
+    table = RttTable(max_entries=3)
+    ids = [bytes([i]) * 32 for i in range(5)]
+    for node_id in ids[:3]:
+        table.sample(node_id, 0.5)
+    table.timeout_for(ids[0])  # use ids[0]: ids[1] is now the least recently used
+    table.get(ids[3])
+    assert len(table) == 3
+    assert ids[1] not in table and ids[0] in table and ids[3] in table
+    table.backoff(ids[4])
+    assert len(table) == 3 and ids[2] not in table
+    with pytest.raises(ConfigError):
+        RttTable(max_entries=0)
+
+
+@settings(deadline=None, max_examples=100)
+@given(
+    keys=st.lists(st.integers(0, 20), max_size=200),
+    bound=st.integers(1, 8),
+)
+def test_table_never_exceeds_its_bound(keys: list[int], bound: int) -> None:
+    table = RttTable(max_entries=bound)
+    recent: list[int] = []
+    for key in keys:
+        table.sample(key.to_bytes(32, "big"), 0.1)
+        if key in recent:
+            recent.remove(key)
+        recent.append(key)
+        assert len(table) <= bound
+    # The survivors are exactly the `bound` most recently used ids.
+    assert {k for k in range(21) if k.to_bytes(32, "big") in table} == set(recent[-bound:])
