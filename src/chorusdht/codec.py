@@ -10,8 +10,9 @@ local bug, not a remote error.
 
 `decode` is built for hostile input. It checks the size first, then scans the item heads
 without building anything (rejecting tags, floats, indefinite lengths, lengths that run past
-the end, trailing bytes, too many items and too deep nesting), and only then lets cbor2
-build objects, which it walks once more to check every type. Non-canonical but otherwise
+the end, trailing bytes, too many items, too deep nesting, integers beyond 64 bits and map
+keys that are not integers or text), and only then lets cbor2 build objects. What the scan
+admits can only decode to the data model, so no second walk is needed. Non-canonical but otherwise
 valid input is accepted; re-encode with `canonical` where bytes matter. Every failure is a
 `DecodeError`, and the work done is linear in the input, which is at most `max_size` bytes.
 """
@@ -47,11 +48,17 @@ _ALLOWED = frozenset({int, bool, bytes, str, list, dict, type(None)})
 _SIMPLE_OK = frozenset({20, 21, 22})  # false, true, null
 
 
-def encode(obj: object) -> bytes:
-    """Canonical CBOR for `obj`; `TypeError` if it is outside the data model or bounds."""
-    problem = _problem(obj)
-    if problem is not None:
-        raise TypeError(f"cannot encode: {problem}")
+def encode(obj: object, *, check: bool = True) -> bytes:
+    """Canonical CBOR for `obj`; `TypeError` if it is outside the data model or bounds.
+
+    `check=False` skips the walk over the value: for hot paths that encode values they
+    built themselves from checked parts (wire messages), where the walk would cost more
+    than the encoding.
+    """
+    if check:
+        problem = _problem(obj)
+        if problem is not None:
+            raise TypeError(f"cannot encode: {problem}")
     return cbor2.dumps(obj, canonical=True)
 
 
@@ -71,9 +78,6 @@ def decode(data: bytes, *, max_size: int = MAX_DATAGRAM) -> object:
         )
     except Exception as exc:  # anything cbor2 raises on remote bytes is the peer's fault
         raise DecodeError(f"bad CBOR: {exc}") from exc
-    problem = _problem(obj)
-    if problem is not None:
-        raise DecodeError(problem)
     return obj
 
 
@@ -81,11 +85,14 @@ def _scan(data: bytes) -> None:
     """Check the structure of `data` from its item heads alone, before anything is built."""
     size, pos, items = len(data), 0, 0
     open_counts: list[int] = []  # items still expected by each open array or map
+    is_map: list[bool] = []  # whether each open container is a map
     while True:
         if pos >= size:
             raise DecodeError("truncated CBOR")
         major, info = data[pos] >> 5, data[pos] & 0x1F
         pos += 1
+        if is_map and is_map[-1] and open_counts[-1] % 2 == 0 and major not in (0, 1, 3):
+            raise DecodeError("map keys must be integers or text")
         if major == 6:
             raise DecodeError("CBOR tags are not allowed")
         if major == 7 and info not in _SIMPLE_OK:
@@ -99,6 +106,8 @@ def _scan(data: bytes) -> None:
                 raise DecodeError("truncated CBOR")
             arg = int.from_bytes(data[pos : pos + width], "big")
             pos += width
+            if major in (0, 1) and arg > _MAX_INT:
+                raise DecodeError(f"integer outside {MAX_INT_BITS} bits")
         if major in (2, 3):  # byte or text string: must fit in what is left
             if arg > size - pos:
                 raise DecodeError("string runs past the end of the input")
@@ -111,12 +120,14 @@ def _scan(data: bytes) -> None:
                 raise DecodeError(f"more than {MAX_ITEMS} items", ErrorCode.TOO_LARGE)
             if arg:
                 open_counts.append(arg * 2 if major == 5 else arg)
+                is_map.append(major == 5)
                 continue
         while open_counts:  # one item is complete: close every container it completes
             open_counts[-1] -= 1
             if open_counts[-1]:
                 break
             open_counts.pop()
+            is_map.pop()
         if not open_counts:
             break
     if pos != size:

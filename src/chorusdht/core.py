@@ -344,10 +344,12 @@ class NodeCore:
         if p.attempts <= self.config.retries:
             p.attempts += 1
             self.stats["retransmits"] += 1
-            if p.node_id is not None:
-                self.rtt.backoff(p.node_id)
             self._outbox.append((p.msg, p.addr))
-            timeout = self.rtt.timeout_for(p.node_id) * (2 if p.node_id is None else 1)
+            # Exponential backoff per request (RFC 6298 §5.5), not per contact: a dead
+            # contact must not make every later request to it wait a ceiling-long time.
+            timeout = self.config.rto.clamp(
+                self.rtt.timeout_for(p.node_id) * 2 ** (p.attempts - 1)
+            )
             self._schedule(now + timeout, lambda t: self._rpc_timer(p, t))
             if not p.slow:
                 p.slow = True
@@ -512,8 +514,8 @@ class NodeCore:
             return
         if node_id in self.verifying or len(self.verifying) >= self.config.verify_queue:
             return
-        if not self.table.would_accept(node_id, addr):
-            return
+        if not self.table.would_accept(node_id, addr, room_only=True):
+            return  # a full bucket keeps its proven old contacts (Kademlia's LRS rule)
         self.verifying.add(node_id)
         self.request(addr, node_id, Ping(), _Admit(self, node_id), now)
 

@@ -16,6 +16,7 @@ new contacts without extra round trips.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,7 @@ CHALLENGE_CONTEXT = b"chorusdht/challenge/v1"  # domain separation for challenge
 MAX_CONTACTS_PER_REPLY = 32  # k is 20 by default; a reply never needs more than k
 MAX_KEYS_PER_REQUEST = 256  # LIST pages and GET_MANY batches; keeps a request under ~9 KiB
 MAX_RECORDS_PER_REPLY = 64  # a VALUE/RECORDS reply is also bounded by the datagram size
+HOST_CACHE = 4096  # parsed addresses remembered; ipaddress parsing dominated reply decoding
 
 
 def challenge_payload(nonce: bytes, requester_id: bytes) -> bytes:
@@ -202,18 +204,29 @@ class Message:
 # ---- encoding ---------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=HOST_CACHE)
 def _pack_host(host: str) -> bytes:
     return ipaddress.ip_address(host).packed
+
+
+@functools.lru_cache(maxsize=HOST_CACHE)
+def _host_text(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
 
 
 def _unpack_host(raw: object) -> str:
     if not isinstance(raw, bytes) or len(raw) not in (4, 16):
         raise DecodeError("bad address")
-    return str(ipaddress.ip_address(raw))
+    return _host_text(raw)
 
 
 def _nodes_out(nodes: tuple[NodeInfo, ...]) -> list[Any]:
-    return [[n.node_id, _pack_host(n.host), n.port] for n in nodes]
+    """Each contact is one byte string: id (32) ‖ port (2, big-endian) ‖ IPv4 (4) or IPv6 (16).
+
+    One CBOR item per contact instead of an array of three keeps a 20-contact reply
+    near 900 bytes and makes it cheap to scan and decode.
+    """
+    return [n.node_id + n.port.to_bytes(2, "big") + _pack_host(n.host) for n in nodes]
 
 
 def _body_fields(body: Body) -> dict[str, Any]:
@@ -256,7 +269,7 @@ def encode_message(msg: Message) -> bytes:
     if h.proof is not None:
         out["cs"] = h.proof
     out.update(_body_fields(msg.body))
-    return encode(out)
+    return encode(out, check=False)  # built here from checked parts; see codec.encode
 
 
 class _Fields:
@@ -307,14 +320,12 @@ class _Fields:
             raise DecodeError("bad contact list")
         out = []
         for item in v:
-            if not isinstance(item, list) or len(item) != 3:
+            if not isinstance(item, bytes) or len(item) not in (38, 50):
                 raise DecodeError("bad contact")
-            node_id, host, port = item
-            if not isinstance(node_id, bytes) or len(node_id) != 32:
-                raise DecodeError("bad contact id")
-            if type(port) is not int or not 0 < port < 65536:
+            port = int.from_bytes(item[32:34], "big")
+            if port == 0:
                 raise DecodeError("bad contact port")
-            out.append(NodeInfo(node_id, _unpack_host(host), port))
+            out.append(NodeInfo(item[:32], _unpack_host(item[34:]), port))
         return tuple(out)
 
 

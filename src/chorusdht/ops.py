@@ -107,7 +107,13 @@ class LookupOp(Op):
     ) -> None:
         super().__init__(core, report)
         cfg = core.config
-        seeds = [(c.node_id, c.addr) for c in core.table.closest(target, cfg.k)]
+        # Contacts that failed their last request go last: after a mass failure each
+        # dead contact then costs a lookup one timeout, not one per lookup.
+        near = core.table.closest(target, cfg.k)
+        healthy = [c for c in near if c.failures == 0]
+        if len(healthy) < cfg.alpha:
+            healthy = near
+        seeds = [(c.node_id, c.addr) for c in healthy]
         self.lookup = Lookup(
             target, seeds, own_id=core.node_id, k=cfg.k, alpha=cfg.alpha, settle=cfg.lookup_settle
         )
@@ -351,7 +357,11 @@ class BootstrapOp(Op):
         if len(self.core.table) == 0:
             self.finish(LookupFailed("no bootstrap node answered"))
             return
-        LookupOp(self.core, self.core.node_id, report=False, then=self._joined).start(now)
+        # The join lookup asks all k closest (settle = k), not just the first few: it
+        # is what fills the new node's own neighbourhood, where its keys will live.
+        lk = LookupOp(self.core, self.core.node_id, report=False, then=self._joined)
+        lk.lookup.settle = self.core.config.k
+        lk.start(now)
 
     def _joined(self, lk: LookupOp, now: float) -> None:
         # Kademlia join: refresh every bucket but our own, so the table knows the

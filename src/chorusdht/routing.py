@@ -272,12 +272,15 @@ class RoutingTable:
         self._remember(bucket, waiting)
         return BucketFull(next(iter(bucket.contacts.values())))
 
-    def would_accept(self, node_id: bytes, addr: tuple[str, int]) -> bool:
+    def would_accept(
+        self, node_id: bytes, addr: tuple[str, int], *, room_only: bool = False
+    ) -> bool:
         """Whether `offer(node_id, addr, now)` would not be Rejected; changes nothing.
 
         Lets the driver skip the identity challenge (DESIGN §2) for a node the
         table would refuse anyway. A full bucket that cannot split still counts
-        as accepting: the node would enter its replacement cache (BucketFull).
+        as accepting: the node would enter its replacement cache (BucketFull),
+        unless `room_only` asks whether it would enter the bucket itself.
         Splits that `offer` would make are simulated on the bucket's contacts.
         """
         contact = self._index.get(node_id)
@@ -305,6 +308,8 @@ class RoutingTable:
             source = bucket.contacts.values() if members is None else members
             members = [c for c in source if low <= c.int_id < high]
             size = len(members)
+        if room_only and size >= self.k:
+            return False  # it would only wait in the replacement cache
         if members is None:
             return not bucket.group_full(addr[0], self.subnet_limit)
         group = subnet_group(addr[0])

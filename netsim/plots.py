@@ -1,0 +1,85 @@
+"""PNG plots of a run's metrics (matplotlib, Agg backend: no display needed).
+
+Three figures, each drawn for every run of a sweep:
+
+- `replicas.png`: live replicas per chunk over time (median, 10th percentile, min)
+  against k;
+- `lookup_latency_cdf.png`: the CDF of successful lookup latencies;
+- `recovered.png`: the fraction of acknowledged chunks still held over time, and
+  after each nuke the retrievable fraction next to the bound 1 − f^k.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+__all__ = ["write_plots"]
+
+DPI = 100  # 640x480 PNGs: readable, a few tens of KB each
+
+
+def _runs(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    if "runs" in metrics:
+        return sorted(metrics["runs"].items())
+    return [(metrics["scenario"], metrics["run"])]
+
+
+def write_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
+    runs = _runs(metrics)
+    k = metrics["k"]
+    paths = []
+
+    fig, ax = plt.subplots()
+    for label, run in runs:
+        rows = run["replicas"]
+        if rows:
+            hours = [r["t"] / 3600 for r in rows]
+            ax.plot(hours, [r["median"] for r in rows], label=f"{label} median")
+            ax.plot(hours, [r["p10"] for r in rows], linestyle="--", label=f"{label} p10")
+            ax.plot(hours, [r["min"] for r in rows], linestyle=":", label=f"{label} min")
+    ax.axhline(k, color="grey", linewidth=0.8, label=f"k = {k}")
+    ax.set(xlabel="virtual time (h)", ylabel="live replicas per chunk", title="Replicas per key")
+    ax.legend(fontsize="small")
+    paths.append(_save(fig, out / "replicas.png"))
+
+    fig, ax = plt.subplots()
+    for label, run in runs:
+        cdf = run["lookups"].get("latency_cdf", [])
+        if cdf:
+            ys = [i / (len(cdf) - 1) for i in range(len(cdf))]
+            ax.step(cdf, ys, where="post", label=label)
+    ax.set(xlabel="lookup latency (s, virtual)", ylabel="fraction of lookups",
+           title="Lookup latency CDF")
+    ax.legend(fontsize="small")
+    paths.append(_save(fig, out / "lookup_latency_cdf.png"))
+
+    fig, ax = plt.subplots()
+    for label, run in runs:
+        rows = run["replicas"]
+        if rows:
+            ax.plot([r["t"] / 3600 for r in rows], [r["held_fraction"] for r in rows],
+                    label=f"{label}: held by a live node")
+        for nuke in run["nukes"]:
+            got = run.get("recovered", {}).get("retrievable")
+            x = nuke["t"] / 3600
+            ax.scatter([x], [nuke["bound"]], marker="_", s=200, color="red")
+            if got is not None:
+                ax.scatter([x], [got], marker="o", label=f"{label}: retrievable")
+    ax.set(xlabel="virtual time (h)", ylabel="fraction of acknowledged chunks",
+           title="Recovered fraction (red bar: bound 1 − f^k)", ylim=(0, 1.05))
+    ax.legend(fontsize="small")
+    paths.append(_save(fig, out / "recovered.png"))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -1,0 +1,129 @@
+"""`run_scenario`: load a scenario, run it (once, or once per sweep value), report.
+
+    metrics = run_scenario("lookup-10k", seed=1, nodes=2000, out=Path("out"))
+
+With `out`, writes `metrics.json` (sorted keys, so the same scenario and seed give
+the same bytes) and PNG plots. Wall-clock figures never enter metrics.json: they
+differ between runs; `run_scenario` returns them under the `"wall"` key only.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .engine import Simulator
+from .metrics import Recorder, rnd
+from .scenario import Scenario, find_scenario, load_scenario
+from .workload import Workload
+
+__all__ = ["Progress", "metrics_json", "run_scenario", "simulate"]
+
+Progress = Callable[[float, float], None]
+"""progress(virtual_now, virtual_end): called about 200 times per run."""
+
+PROGRESS_STEPS = 200  # progress callbacks per run: smooth bar, negligible cost
+
+
+def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[str, Any]:
+    """Run one scenario (no sweep) and return its metrics."""
+    sim = Simulator(
+        seed=seed, config=sc.config, link=sc.link, fast_crypto=sc.fast_crypto, wire=sc.wire,
+        count_bytes=sc.count_bytes,
+    )
+    rec = Recorder(k=sc.config.k)
+    work = Workload(sim, sc, rec)
+    work.track_evictions = any(c == "pizero" for c, _ in sc.mix) and sc.nodes <= 2000
+    work.install()
+    step = sc.duration / PROGRESS_STEPS
+    t = 0.0
+    while t < sc.duration:
+        t = min(sc.duration, t + step)
+        sim.run_until(t)
+        if progress is not None:
+            progress(t, sc.duration)
+    out = rec.summarize()
+    counts: dict[str, int] = {}
+    for node in sim.nodes:
+        counts[node.cls.name] = counts.get(node.cls.name, 0) + 1
+    out["traffic"] = {
+        cls: {
+            "nodes": n,
+            "messages": sim.msgs_by_class[cls],
+            "messages_per_node": rnd(sim.msgs_by_class[cls] / n),
+            "bytes": sim.bytes_by_class[cls] if sim.count_bytes else None,
+            "bytes_per_node": rnd(sim.bytes_by_class[cls] / n) if sim.count_bytes else None,
+        }
+        for cls, n in sorted(counts.items())
+    }
+    stats = sim.retired_stats.copy()
+    for node in sim.live_nodes():
+        assert node.core is not None
+        stats.update(node.core.stats)
+    interesting = ("timeouts", "retransmits", "evicted", "republishes", "handoffs",
+                   "bad_proof", "unsolicited", "records_stored", "requests_out")
+    out["core"] = {name: stats[name] for name in interesting}
+    out["network"] = {"delivered": sim.delivered, "dropped": dict(sorted(sim.dropped.items()))}
+    out["live_at_end"] = len(sim.live_nodes())
+    if out["nukes"]:
+        last = out["nukes"][-1]
+        after = out["gets"].get("after_nuke")
+        out["recovered"] = {
+            "fraction": last["fraction"],
+            "bound": last["bound"],
+            "held_at_nuke": last["held_fraction"],
+            "retrievable": after["success_ratio"] if after else None,
+        }
+    out["messages"] = sum(sim.msgs_by_class.values())
+    return out
+
+
+def metrics_json(metrics: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in metrics.items() if k != "wall"}, sort_keys=True,
+                      indent=1) + "\n"
+
+
+def run_scenario(
+    path: str | Path,
+    *,
+    seed: int,
+    nodes: int | None = None,
+    out: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run a scenario by name or path; see the module docstring."""
+    sc = load_scenario(find_scenario(str(path)))
+    if nodes is not None:
+        sc = sc.scaled(nodes)
+    started = time.perf_counter()
+    metrics: dict[str, Any] = {
+        "scenario": sc.name, "question": sc.question, "seed": seed, "nodes": sc.nodes,
+        "duration": sc.duration, "fast_crypto": sc.fast_crypto,
+        "delivery": "bytes" if sc.wire else "messages", "k": sc.config.k,
+    }
+    if sc.sweep is None:
+        metrics["run"] = simulate(sc, seed, progress)
+    else:
+        kind, name, values = sc.sweep
+        runs: dict[str, Any] = {}
+        for i, value in enumerate(values):
+            def part(now: float, end: float, i: int = i) -> None:
+                if progress is not None:
+                    progress(end * i + now, end * len(values))
+            runs[f"{name}={value}"] = simulate(sc.variant(value), seed, part)
+        metrics["runs"] = runs
+    metrics["wall"] = {
+        "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(metrics_json(metrics))
+        from .plots import write_plots  # matplotlib only when plots are asked for
+
+        write_plots(metrics, out)
+    return metrics
