@@ -187,7 +187,11 @@ class Simulator:
         node.waiters = {}
         rng = random.Random(derive_seed(self.seed, "core", node.index, node.lives))
         node.core = NodeCore(
-            node.identity, node.store, rng=rng, now=self.now, config=self.config,
+            node.identity,
+            node.store,
+            rng=rng,
+            now=self.now,
+            config=self.config,
             crypto=self.crypto,
         )
         self._live_dirty = True
@@ -218,7 +222,9 @@ class Simulator:
 
     # ---- operations ---------------------------------------------------------
 
-    def start_op(self, node: SimNode, start: Callable[[NodeCore, float], int], cb: Callback) -> None:
+    def start_op(
+        self, node: SimNode, start: Callable[[NodeCore, float], int], cb: Callback
+    ) -> None:
         """Start an operation on a live node; `cb(outcome, now)` runs when it finishes."""
         assert node.core is not None and node.alive
         op_id = start(node.core, self.now)

@@ -124,9 +124,16 @@ class Recorder:
             "gets": self._gets(),
             "replicas": [
                 {
-                    "t": rnd(c.t), "live": c.live, "keys": c.keys, "min": c.min, "p10": c.p10,
-                    "median": c.median, "mean": rnd(c.mean), "zero": c.zero,
-                    "below_k": c.below_k, "held_fraction": rnd(c.held_fraction),
+                    "t": rnd(c.t),
+                    "live": c.live,
+                    "keys": c.keys,
+                    "min": c.min,
+                    "p10": c.p10,
+                    "median": c.median,
+                    "mean": rnd(c.mean),
+                    "zero": c.zero,
+                    "below_k": c.below_k,
+                    "held_fraction": rnd(c.held_fraction),
                 }
                 for c in self.census
             ],
@@ -201,9 +208,9 @@ class Recorder:
             nxt = self.losses[i + 1][0] if i + 1 < len(self.losses) else math.inf
             seconds = None
             for c in self.census:
-                if t < c.t <= nxt and c.keys and c.keys - c.zero > 0:
-                    if c.below_k - c.zero <= 0.01 * (c.keys - c.zero):
-                        seconds = rnd(c.t - t)
-                        break
+                surviving = c.keys - c.zero
+                if t < c.t <= nxt and surviving > 0 and c.below_k - c.zero <= 0.01 * surviving:
+                    seconds = rnd(c.t - t)
+                    break
             out.append({"t": rnd(t), "event": label, "seconds": seconds})
         return out

@@ -17,7 +17,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt  # the backend must be chosen first
 
 __all__ = ["write_plots"]
 
@@ -45,7 +45,7 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
             ax.plot(hours, [r["min"] for r in rows], linestyle=":", label=f"{label} min")
     ax.axhline(k, color="grey", linewidth=0.8, label=f"k = {k}")
     ax.set(xlabel="virtual time (h)", ylabel="live replicas per chunk", title="Replicas per key")
-    ax.legend(fontsize="small")
+    _legend(ax)
     paths.append(_save(fig, out / "replicas.png"))
 
     fig, ax = plt.subplots()
@@ -54,26 +54,36 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
         if cdf:
             ys = [i / (len(cdf) - 1) for i in range(len(cdf))]
             ax.step(cdf, ys, where="post", label=label)
-    ax.set(xlabel="lookup latency (s, virtual)", ylabel="fraction of lookups",
-           title="Lookup latency CDF")
-    ax.legend(fontsize="small")
+    ax.set(
+        xlabel="lookup latency (s, virtual)",
+        ylabel="fraction of lookups",
+        title="Lookup latency CDF",
+    )
+    _legend(ax)
     paths.append(_save(fig, out / "lookup_latency_cdf.png"))
 
     fig, ax = plt.subplots()
     for label, run in runs:
         rows = run["replicas"]
         if rows:
-            ax.plot([r["t"] / 3600 for r in rows], [r["held_fraction"] for r in rows],
-                    label=f"{label}: held by a live node")
+            ax.plot(
+                [r["t"] / 3600 for r in rows],
+                [r["held_fraction"] for r in rows],
+                label=f"{label}: held by a live node",
+            )
         for nuke in run["nukes"]:
             got = run.get("recovered", {}).get("retrievable")
             x = nuke["t"] / 3600
             ax.scatter([x], [nuke["bound"]], marker="_", s=200, color="red")
             if got is not None:
                 ax.scatter([x], [got], marker="o", label=f"{label}: retrievable")
-    ax.set(xlabel="virtual time (h)", ylabel="fraction of acknowledged chunks",
-           title="Recovered fraction (red bar: bound 1 − f^k)", ylim=(0, 1.05))
-    ax.legend(fontsize="small")
+    ax.set(
+        xlabel="virtual time (h)",
+        ylabel="fraction of acknowledged chunks",
+        title="Recovered fraction (red bar: bound 1 − f^k)",
+        ylim=(0, 1.05),
+    )
+    _legend(ax)
     paths.append(_save(fig, out / "recovered.png"))
     return paths
 
@@ -83,3 +93,8 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def _legend(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")

@@ -32,7 +32,11 @@ PROGRESS_STEPS = 200  # progress callbacks per run: smooth bar, negligible cost
 def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[str, Any]:
     """Run one scenario (no sweep) and return its metrics."""
     sim = Simulator(
-        seed=seed, config=sc.config, link=sc.link, fast_crypto=sc.fast_crypto, wire=sc.wire,
+        seed=seed,
+        config=sc.config,
+        link=sc.link,
+        fast_crypto=sc.fast_crypto,
+        wire=sc.wire,
         count_bytes=sc.count_bytes,
     )
     rec = Recorder(k=sc.config.k)
@@ -64,8 +68,17 @@ def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[
     for node in sim.live_nodes():
         assert node.core is not None
         stats.update(node.core.stats)
-    interesting = ("timeouts", "retransmits", "evicted", "republishes", "handoffs",
-                   "bad_proof", "unsolicited", "records_stored", "requests_out")
+    interesting = (
+        "timeouts",
+        "retransmits",
+        "evicted",
+        "republishes",
+        "handoffs",
+        "bad_proof",
+        "unsolicited",
+        "records_stored",
+        "requests_out",
+    )
     out["core"] = {name: stats[name] for name in interesting}
     out["network"] = {"delivered": sim.delivered, "dropped": dict(sorted(sim.dropped.items()))}
     out["live_at_end"] = len(sim.live_nodes())
@@ -83,8 +96,10 @@ def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[
 
 
 def metrics_json(metrics: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in metrics.items() if k != "wall"}, sort_keys=True,
-                      indent=1) + "\n"
+    return (
+        json.dumps({k: v for k, v in metrics.items() if k != "wall"}, sort_keys=True, indent=1)
+        + "\n"
+    )
 
 
 def run_scenario(
@@ -101,19 +116,26 @@ def run_scenario(
         sc = sc.scaled(nodes)
     started = time.perf_counter()
     metrics: dict[str, Any] = {
-        "scenario": sc.name, "question": sc.question, "seed": seed, "nodes": sc.nodes,
-        "duration": sc.duration, "fast_crypto": sc.fast_crypto,
-        "delivery": "bytes" if sc.wire else "messages", "k": sc.config.k,
+        "scenario": sc.name,
+        "question": sc.question,
+        "seed": seed,
+        "nodes": sc.nodes,
+        "duration": sc.duration,
+        "fast_crypto": sc.fast_crypto,
+        "delivery": "bytes" if sc.wire else "messages",
+        "k": sc.config.k,
     }
     if sc.sweep is None:
         metrics["run"] = simulate(sc, seed, progress)
     else:
-        kind, name, values = sc.sweep
+        _, name, values = sc.sweep
         runs: dict[str, Any] = {}
         for i, value in enumerate(values):
+
             def part(now: float, end: float, i: int = i) -> None:
                 if progress is not None:
                     progress(end * i + now, end * len(values))
+
             runs[f"{name}={value}"] = simulate(sc.variant(value), seed, part)
         metrics["runs"] = runs
     metrics["wall"] = {

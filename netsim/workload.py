@@ -28,6 +28,7 @@ import bisect
 import hashlib
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from chorusdht import (
@@ -70,14 +71,20 @@ class Workload:
 
     def install(self) -> None:
         handlers: dict[str, Callable[[Event, float], None]] = {
-            "join": self._join, "lookups": self._lookups, "puts": self._puts,
-            "gets": self._gets, "partition": self._partition, "heal": self._heal,
-            "crash": self._crash, "churn": self._start_churn, "nuke": self._nuke,
+            "join": self._join,
+            "lookups": self._lookups,
+            "puts": self._puts,
+            "gets": self._gets,
+            "partition": self._partition,
+            "heal": self._heal,
+            "crash": self._crash,
+            "churn": self._start_churn,
+            "nuke": self._nuke,
             "waves": self._waves,
         }
         for ev in self.sc.events:
             handler = handlers[ev.kind]
-            self.sim.at(ev.at, lambda now, ev=ev, h=handler: h(ev, now))
+            self.sim.at(ev.at, partial(handler, ev))
         t = self.sc.sample_every
         while t <= self.sc.duration:
             self.sim.at(t, self._census)
@@ -119,6 +126,9 @@ class Workload:
 
         self.sim.start_op(node, lambda core, t: core.bootstrap([seed.addr], t), done)
 
+    def _boot_at(self, node: SimNode, now: float) -> None:
+        self._boot(node, now)
+
     def _retry(self, node: SimNode, incarnation: int, tries: int) -> None:
         if node.alive and node.incarnation == incarnation and not node.joined:
             self._boot(node, self.sim.now, tries + 1)
@@ -129,7 +139,7 @@ class Workload:
         shares = [(name, count * w / total) for name, w in self.sc.mix]
         plan = {name: math.floor(s) for name, s in shares}
         rest = count - sum(plan.values())
-        for name, s in sorted(shares, key=lambda x: (x[1] - math.floor(x[1]), x[0]), reverse=True):
+        for name, _ in sorted(shares, key=lambda x: (x[1] - math.floor(x[1]), x[0]), reverse=True):
             if rest <= 0:
                 break
             plan[name] += 1
@@ -153,8 +163,9 @@ class Workload:
         sort only that block.
         """
         if self._truth_ids is None:
-            self._truth_ids = sorted(int.from_bytes(x.identity.node_id, "big")
-                                     for x in self.joined())
+            self._truth_ids = sorted(
+                int.from_bytes(x.identity.node_id, "big") for x in self.joined()
+            )
         ids = self._truth_ids
         for m in range(0, 257):
             low = (target >> m) << m
@@ -173,7 +184,7 @@ class Workload:
         for i, cname in enumerate(plan):
             node = self.sim.spawn(self.sc.classes[cname])
             t = now + over * i / max(1, count) + self.sim.rng.random() * 1e-3
-            self.sim.at(t, lambda t2, node=node: self._boot(node, t2))
+            self.sim.at(t, partial(self._boot_at, node))
 
     def _lookups(self, ev: Event, now: float) -> None:
         count = int(ev.get("count", 100))
@@ -218,7 +229,7 @@ class Workload:
             quota = count // writers + (1 if j < count % writers else 0)
             state = {"seq": 0, "prev": None, "left": quota}
             first = now + writer.cls.think * self.sim.rng.random()
-            self.sim.at(first, lambda t, w=writer, s=state, sz=size: self._append(w, s, sz, t))
+            self.sim.at(first, partial(self._append, writer, state, size))
 
     def _append(self, writer: SimNode, state: dict[str, Any], size: int, now: float) -> None:
         if state["left"] <= 0:
@@ -231,8 +242,13 @@ class Workload:
             return
         state["seq"] += 1
         chunk = make_chunk(
-            writer.identity, mesh=self.mesh, seq=state["seq"], prev=state["prev"],
-            lamport=state["seq"], time=int(now * 1000), payload=self.sim.rng.randbytes(size),
+            writer.identity,
+            mesh=self.mesh,
+            seq=state["seq"],
+            prev=state["prev"],
+            lamport=state["seq"],
+            time=int(now * 1000),
+            payload=self.sim.rng.randbytes(size),
         )
         state["prev"] = chunk.key
         cls = writer.cls.name
@@ -252,7 +268,7 @@ class Workload:
         keys = list(self.acked.items())
         for i, (key, raw) in enumerate(keys):
             t = now + over * i / max(1, len(keys))
-            self.sim.at(t, lambda t2, key=key, raw=raw: self._one_get(tag, key, raw, t2))
+            self.sim.at(t, partial(self._one_get, tag, key, raw))
 
     def _one_get(self, tag: str, key: bytes, raw: bytes, now: float) -> None:
         pool = self.joined()
@@ -298,7 +314,7 @@ class Workload:
         after = ev.get("restart_after")
         if after is not None:
             for node in victims:
-                self.sim.at(now + float(after), lambda t, n=node: self._restart(n, t))
+                self.sim.at(now + float(after), partial(self._restart, node))
 
     def _restart(self, node: SimNode, now: float) -> None:
         if node.alive:
@@ -314,11 +330,16 @@ class Workload:
         self._kill(victims, keep_disk=False)
         held = self._holders()
         kept = sum(1 for key in self.acked if held.get(key, 0) > 0)
-        self.rec.nukes.append({
-            "t": rnd(now), "fraction": fraction, "class": cls, "killed": len(victims),
-            "bound": rnd(1 - fraction**self.k),
-            "held_fraction": rnd(kept / len(self.acked)) if self.acked else None,
-        })
+        self.rec.nukes.append(
+            {
+                "t": rnd(now),
+                "fraction": fraction,
+                "class": cls,
+                "killed": len(victims),
+                "bound": rnd(1 - fraction**self.k),
+                "held_fraction": rnd(kept / len(self.acked)) if self.acked else None,
+            }
+        )
         self.rec.losses.append((now, f"nuke {fraction}"))
 
     def _waves(self, ev: Event, now: float) -> None:
@@ -344,7 +365,8 @@ class Workload:
         mean = float(ev.get("mean_lifetime", 7200.0))
         shape = float(ev.get("shape", 0.7))
         self._churn = {
-            "scale": mean / math.gamma(1 + 1 / shape), "shape": shape,
+            "scale": mean / math.gamma(1 + 1 / shape),
+            "shape": shape,
             "downtime": float(ev.get("downtime", 600.0)),
             "keep_disk": float(ev.get("keep_disk", 0.8)),
         }
@@ -394,11 +416,20 @@ class Workload:
         want = min(self.k, live)
         n = len(reps)
         zero = sum(1 for r in reps if r == 0)
-        self.rec.census.append(Census(
-            t=now, live=live, keys=n, min=reps[0], p10=reps[n // 10], median=reps[n // 2],
-            mean=sum(reps) / n, zero=zero, below_k=sum(1 for r in reps if r < want),
-            held_fraction=(n - zero) / n,
-        ))
+        self.rec.census.append(
+            Census(
+                t=now,
+                live=live,
+                keys=n,
+                min=reps[0],
+                p10=reps[n // 10],
+                median=reps[n // 2],
+                mean=sum(reps) / n,
+                zero=zero,
+                below_k=sum(1 for r in reps if r < want),
+                held_fraction=(n - zero) / n,
+            )
+        )
 
     def _check_evictions(self) -> None:
         """Count live, reachable contacts that dropped out of a table since the last census.

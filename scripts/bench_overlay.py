@@ -30,8 +30,8 @@ ANCHORS = Path(os.environ.get("ANCHORS_DIR", ROOT.parent / "shared" / "bench" / 
 sys.path.insert(0, str(ANCHORS))
 
 import trio  # noqa: E402
-import workload as W  # type: ignore[import-not-found]  # noqa: E402
 
+import workload as W  # type: ignore[import-not-found]  # noqa: E402
 from chorusdht import (  # noqa: E402
     ChorusError,
     Identity,
@@ -155,13 +155,9 @@ async def main_async(args: Any) -> dict[str, Any]:
                 return getattr(got.record, "payload", None) == ph["vals"][i]
             return get
 
-        import collections as _c
-        tot = lambda: sum((n.core.stats for n in swarm.nodes), _c.Counter())
-        s0 = tot()
         r0 = swarm.requests()
         seq_put = await run_phase(list(range(args.ops)), putter("seq"), 1, args.op_timeout_s)
         r1 = swarm.requests()
-        print({k: v - s0.get(k, 0) for k, v in tot().items() if v != s0.get(k, 0)}, file=sys.stderr)
         seq_get = await run_phase(wl.phases["seq"]["gets"], getter("seq"), 1, args.op_timeout_s)
         r2 = swarm.requests()
         conc_put = await run_phase(list(range(args.ops)), putter("conc"), args.concurrency,

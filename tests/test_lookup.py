@@ -217,9 +217,9 @@ def test_a_reply_with_closer_nodes_unsettles_the_lookup() -> None:
     lk.on_reply(nid(10), [], False)
     lk.on_reply(nid(11), contacts([3]), False)
     assert not lk.done  # 3 now stands ahead of the answered ones
-    assert ids_of(lk.next_queries()) == [3]
+    assert ids_of(lk.next_queries()) == [3, 13]  # two replies freed two slots
     lk.on_reply(nid(3), [], False)
-    assert lk.done
+    assert lk.done  # 3 and 10 are the two closest live candidates, both answered
 
 
 def test_settle_is_capped_by_k() -> None:
@@ -242,12 +242,25 @@ def test_fewer_than_k_live_candidates_keeps_asking_while_new_ones_remain() -> No
         lk.on_reply(nid(n), [], False)
     assert not lk.done
     assert ids_of(lk.next_queries()) == [7]
-    assert not lk.done  # no NEW candidate is left, but 6 and 7 are still in flight...
-    lk.on_failure(nid(6))
-    # ...and once no candidate is NEW the lookup ends without waiting for the stragglers.
+    # No candidate is NEW any more: the lookup ends without waiting for the stragglers.
     assert lk.done
+    assert state(lk, 6) is CandidateState.WAITING
     assert state(lk, 7) is CandidateState.WAITING
+    assert ids_of(lk.closest()) == [1, 2, 3, 4, 5, 6, 7]
+    lk.on_failure(nid(6))
+    assert lk.done
     assert ids_of(lk.closest()) == [1, 2, 3, 4, 5, 7]
+
+
+def test_fewer_than_k_live_a_late_reply_with_new_contacts_reopens_the_search() -> None:
+    lk = make(range(1, 6), k=20, settle=2, alpha=5)
+    lk.next_queries()
+    for n in (1, 2, 3, 4):
+        lk.on_reply(nid(n), [], False)
+    assert lk.done  # 5 is still in flight, nothing is NEW
+    lk.on_reply(nid(5), contacts([30, 31]), False)
+    assert not lk.done  # fewer than k live and two NEW candidates: keep asking
+    assert ids_of(lk.next_queries()) == [30, 31]
 
 
 def test_with_k_live_candidates_known_the_far_ones_are_not_queried() -> None:
@@ -347,21 +360,21 @@ def test_results_are_ordered_by_xor_distance(
 ) -> None:
     t = int_to_id(target)
     own = int_to_id(target ^ 1)
-    lk = Lookup(t, contacts(ids), own_id=own, k=k, alpha=len(ids) + 1, settle=1)
+    everyone = len(ids) + 1  # k and alpha large enough that every candidate is queried
+    lk = Lookup(t, contacts(ids), own_id=own, k=everyone, alpha=everyone, settle=1)
     live_ids = [i for i in ids if int_to_id(i) != own]
-    lk.next_queries()
+    assert len(lk.next_queries()) == len(live_ids)
     failed = {live_ids[i] for i in fail if i < len(live_ids)}
     for i in failed:
         lk.on_failure(int_to_id(i))
     expected = sorted((i for i in live_ids if i not in failed), key=lambda i: i ^ target)
-    # next_queries only queries the k closest; candidates farther out stay NEW and remain
-    # in closest(); the ones queried and failed are dropped from every result.
-    got = ids_of(lk.closest(len(ids)))
-    assert got == [i for i in expected if i in got]
-    dists = [c.distance for c in lk.closest(len(ids))]
-    assert dists == sorted(dists)
-    assert all(c.distance == id_to_int(c.node_id) ^ target for c in lk.closest(len(ids)))
-    assert len(lk.closest()) <= k
+    assert ids_of(lk.closest()) == expected
+    assert ids_of(lk.closest(k)) == expected[:k]
+    assert ids_of(lk.beyond(k)) == expected[k:]
+    for i in expected[: len(expected) // 2]:
+        lk.on_reply(int_to_id(i), [], False)
+    assert ids_of(lk.answered()) == expected[: len(expected) // 2]
+    assert all(c.distance == id_to_int(c.node_id) ^ target for c in lk.closest())
 
 
 def test_candidate_list_is_bounded() -> None:
@@ -370,8 +383,8 @@ def test_candidate_list_is_bounded() -> None:
     lk.next_queries()
     lk.on_reply(nid(1000), contacts(range(2000, 2000 + 10 * k)), False)
     live = lk.closest(10**6)
-    assert len(live) <= MAX_CANDIDATES_FACTOR * k
-    assert ids_of(live)[: MAX_CANDIDATES_FACTOR * k - 1] == [1000, *range(2000, 2000 + 4 * k - 1)]
+    assert len(live) == MAX_CANDIDATES_FACTOR * k  # the 4·k closest; farther ones never matter
+    assert ids_of(live) == [1000, *range(2000, 2000 + MAX_CANDIDATES_FACTOR * k - 1)]
     lk.on_reply(nid(1000), contacts(range(1, 4)), False)  # ignored: already answered
     assert lk.get(nid(1)) is None
 
@@ -405,9 +418,7 @@ def test_random_drive_keeps_the_invariants(
     """Any order of replies, slow marks and failures: ≤ α waiting, never stuck, terminates."""
     rng = random.Random(seed)
     universe = rng.sample(range(1, 1 << 16), 200)
-    lk = Lookup(
-        TARGET, contacts(universe[:n_seeds]), own_id=OWN, k=k, alpha=alpha, settle=settle
-    )
+    lk = Lookup(TARGET, contacts(universe[:n_seeds]), own_id=OWN, k=k, alpha=alpha, settle=settle)
     inflight: list[bytes] = []
     for _ in range(2000):
         if lk.done:
@@ -418,10 +429,10 @@ def test_random_drive_keeps_the_invariants(
         assert len(waiting(lk)) <= alpha
         assert inflight, "not done, nothing in flight and nothing to ask: the lookup is stuck"
         node = inflight[rng.randrange(len(inflight))]
-        c = lk.get(node)
-        assert c is not None
+        cand = lk.get(node)
+        assert cand is not None
         roll = rng.random()
-        if roll < 0.15 and c.state is CandidateState.WAITING:
+        if roll < 0.15 and cand.state is CandidateState.WAITING:
             lk.on_slow(node)
         elif roll < 0.3:
             lk.on_failure(node)
@@ -514,7 +525,8 @@ def test_lookup_finds_the_true_closest_node_in_a_random_network(
         assert inflight
         node = inflight[rng.randrange(len(inflight))]
         if state(lk, node) is CandidateState.WAITING and (node in dead or node in slow):
-            lk.on_slow(node)  # the soft timeout fires first; it keeps its place in the list
+            # The soft timeout fires first; the node keeps its place in the in-flight list.
+            lk.on_slow(int_to_id(node))
             continue
         inflight.remove(node)
         if node in dead:
@@ -532,7 +544,8 @@ def test_lookup_finds_the_true_closest_node_in_a_random_network(
     assert ids_of(best) == [live_others[0]]
     assert best[0].state is CandidateState.ANSWERED
     assert int_to_id(me) not in [c.node_id for c in lk.closest(n)]
-    settled = ids_of(lk.closest(lk.settle))
-    assert settled == live_others[: lk.settle]
+    # Every settled candidate answered, so it is live (the exact k closest set is not
+    # guaranteed: a node knows only k random members of each far bucket).
+    assert all(c.state is CandidateState.ANSWERED for c in lk.closest(lk.settle))
     dists = [c.distance for c in lk.closest(n)]
     assert dists == sorted(dists)

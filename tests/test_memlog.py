@@ -260,7 +260,8 @@ def test_equivocation_keeps_both_and_stops_the_phase() -> None:
     assert state(log) == state(log_of(everything[::-1]))
     # Two holders that each saw one branch: the tips reveal the fork and sync converges.
     x, y = log_of([one, left, after]), log_of([one, right])
-    assert x.since(y.phase()) == []  # by seq alone, x thinks y has everything up to seq 2
+    # by seq alone, x thinks y holds its chain up to seq 2 and sends only seq 3 (it dangles)
+    assert [c.key for c in x.since(y.phase())] == [after.key]
     sent = x.since(y.phase(), tips=y.tips())
     assert {c.key for c in sent} == {one.key, left.key, after.key}
     sync(x, y)
@@ -277,11 +278,12 @@ def sync(x: MeshLog, y: MeshLog, batch: int | None = None) -> int:
         rounds += 1
         moved = 0
         for src, dst in ((x, y), (y, x)):
-            for c in src.since(dst.phase(), tips=dst.tips(), limit=batch):
-                before = len(dst.timeline())
-                moved += dst.add(c)
-                if batch is not None:
-                    assert len(dst.timeline()) == before + 1  # a causal prefix never dangles
+            reply = src.since(dst.phase(), tips=dst.tips())
+            step = batch or len(reply) or 1
+            for i in range(0, len(reply), step):
+                for c in reply[i : i + step]:
+                    moved += dst.add(c)
+                assert dst.dangling().keys().isdisjoint(c.key for c in reply[: i + step])
         if not moved:
             return rounds
 

@@ -54,7 +54,7 @@ class NodeConfig:
     republish_interval: float = 3600.0
     """Each holder re-pushes a key this often unless it was re-stored meanwhile."""
 
-    republish_jitter: float = 0.2
+    republish_jitter: float = 0.5
     """Fraction of the interval added at random, so holders do not republish in step."""
 
     republish_batch: int = 8
@@ -68,6 +68,9 @@ class NodeConfig:
 
     cache_on_get: bool = True
     """A successful get leaves copies: on the reader and on the closest node that lacked it."""
+
+    stale_probe_interval: float = 30.0
+    """How often contacts that stopped answering are pinged again (a few per tick)."""
 
     contacts_save_interval: float = 60.0
     """How often known contacts are written to the store for a restart."""

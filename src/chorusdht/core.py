@@ -24,9 +24,9 @@ from __future__ import annotations
 import contextlib
 import heapq
 import random
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .config import NodeConfig
 from .errors import ChorusError, DecodeError, ErrorCode, ValidationError
@@ -60,7 +60,7 @@ from .messages import (
     encode_message,
 )
 from .ops import BootstrapOp, GetOp, LookupOp, Op, PutOp, SingleRpcOp
-from .records import MembershipCheck, Record, select, validate
+from .records import MembershipCheck, Record, load_trusted, merge, validate
 from .results import Event, OpDone, Result
 from .routing import Added, BucketFull, Contact, RoutingTable
 from .rto import RttTable
@@ -69,6 +69,8 @@ from .store import RecordStore, StoredContact
 __all__ = ["NodeCore", "Pending"]
 
 REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 32 KiB datagram
+PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
+PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
 REPUBLISH_PACING = 0.05  # seconds between republish batches when many keys are due at once
 
 
@@ -86,6 +88,10 @@ class Pending:
     attempts: int = 1
     slow: bool = False
     done: bool = False
+    # Every attempt goes out under its own transaction id, so a reply says which
+    # attempt it answers and always gives a true RTT sample (no Karn ambiguity,
+    # which would otherwise stop a 2 s contact from ever teaching us its RTT).
+    sends: list[tuple[bytes, float]] = field(default_factory=list)
 
 
 @dataclass(order=True, slots=True)
@@ -172,6 +178,7 @@ class NodeCore:
         self.rtt = RttTable(cfg.rto)
         self.stats: Counter[str] = Counter()
         self.verifying: set[bytes] = set()
+        self._proven: OrderedDict[bytes, None] = OrderedDict()  # ids that answered a challenge
         self.evict_pings: set[bytes] = set()
         self._pending: dict[tuple[bytes, tuple[str, int]], Pending] = {}
         self._timers: list[_Timer] = []
@@ -192,18 +199,22 @@ class NodeCore:
             )
         self._schedule(now + cfg.refresh_interval * rng.uniform(0.5, 1.0), self._refresh_tick)
         self._schedule(now + cfg.contacts_save_interval, self._save_contacts_tick)
+        self._schedule(now + cfg.stale_probe_interval, self._probe_tick)
         self._schedule_republish_tick(now)
 
     # ---- driver interface ---------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if self._closed:
+            return
         self.stats["datagrams_in"] += 1
         self.stats["bytes_in"] += len(data)
         try:
             msg = decode_message(data)
         except VersionMismatch as e:
             self.stats["bad_version"] += 1
-            self._reply(e.header, addr, ErrorReply(ErrorCode.UNSUPPORTED_VERSION, "speak v1"))
+            if e.is_request:  # answering an answer could loop between two versions forever
+                self._reply(e.header, addr, ErrorReply(ErrorCode.UNSUPPORTED_VERSION, "speak v1"))
             return
         except DecodeError as e:
             self.stats["malformed" if e.code is ErrorCode.MALFORMED else "too_large"] += 1
@@ -265,7 +276,7 @@ class NodeCore:
     def put(self, raw: bytes, key: bytes, now: float, *, quorum: int | None = None) -> int:
         """Validate `raw`, keep it locally, then store it on the k closest nodes."""
         record = self.validate(key, raw)  # raises ValidationError: caller's bad record
-        self._keep(record, now)
+        self._accept(record, now)  # our own store follows the same rules (STALE_SEQ)
         op = PutOp(self, record, quorum=quorum or self.config.write_quorum)
         return op.start(now).op_id
 
@@ -299,11 +310,12 @@ class NodeCore:
         )
 
     def local_record(self, key: bytes) -> Record | None:
+        """The record stored here under `key` (validated when it was stored)."""
         raw = self.store.get(key)
         if raw is None:
             return None
         try:
-            return self.validate(key, raw)
+            return load_trusted(key, raw, max_size=self.config.max_record)
         except ValidationError:
             self.stats["local_invalid"] += 1
             return None
@@ -321,10 +333,11 @@ class NodeCore:
     ) -> Pending:
         txid = self.rng.randbytes(TXID_BYTES)
         challenge = None
-        if node_id is None or node_id not in self.table:
+        if node_id is None or (node_id not in self.table and node_id not in self._proven):
             challenge = self.rng.randbytes(NONCE_BYTES)
         msg = Message(Header(txid, self.node_id, self.public_key, challenge=challenge), body)
         p = Pending(txid, addr, node_id, msg, owner, now, challenge)
+        p.sends.append((txid, now))
         self._pending[(txid, addr)] = p
         self._outbox.append((msg, addr))
         self.stats["requests_out"] += 1
@@ -338,12 +351,22 @@ class NodeCore:
         self._timer_seq += 1
         heapq.heappush(self._timers, _Timer(deadline, self._timer_seq, fire))
 
+    def _settle(self, p: Pending) -> None:
+        """The request is answered or given up: forget all of its transaction ids."""
+        p.done = True
+        for txid, _ in p.sends:
+            self._pending.pop((txid, p.addr), None)
+
     def _rpc_timer(self, p: Pending, now: float) -> None:
         if p.done:
             return
         if p.attempts <= self.config.retries:
             p.attempts += 1
             self.stats["retransmits"] += 1
+            txid = self.rng.randbytes(TXID_BYTES)
+            p.msg = Message(replace(p.msg.header, txid=txid), p.msg.body)
+            p.sends.append((txid, now))
+            self._pending[(txid, p.addr)] = p
             self._outbox.append((p.msg, p.addr))
             # Exponential backoff per request (RFC 6298 §5.5), not per contact: a dead
             # contact must not make every later request to it wait a ceiling-long time.
@@ -355,8 +378,7 @@ class NodeCore:
                 p.slow = True
                 p.owner.on_slow(p, now)
             return
-        p.done = True
-        del self._pending[(p.txid, p.addr)]
+        self._settle(p)
         self.stats["timeouts"] += 1
         if p.node_id is not None:
             self._contact_failed(p.node_id, now)
@@ -368,6 +390,16 @@ class NodeCore:
             target = self.rng.randrange(low, high).to_bytes(32, "big")
             LookupOp(self, target, report=False).start(now)
         self._schedule(now + cfg.refresh_interval * self.rng.uniform(0.25, 0.5), self._refresh_tick)
+
+    def _probe_tick(self, now: float) -> None:
+        """PING stale contacts that are still in the table: an overloaded peer that
+        missed a few answers comes back as soon as it answers one."""
+        threshold = self.config.evict_after_failures
+        stale = [c for c in self.table if c.failures >= threshold]
+        for c in stale[:PROBES_PER_TICK]:
+            self.request(c.addr, c.node_id, Ping(), _Fire(self, False), now)
+        interval = self.config.stale_probe_interval
+        self._schedule(now + interval * self.rng.uniform(0.75, 1.25), self._probe_tick)
 
     def _save_contacts_tick(self, now: float) -> None:
         self._save_contacts()
@@ -424,7 +456,7 @@ class NodeCore:
             self._fresh(key, now)
             self.stats["republishes"] += 1
             sent += 1
-            for c in self.table.closest(key, k):
+            for c in self.healthy_closest(key, k):
                 self.send_store(c.node_id, c.addr, record, now)
         if heap and heap[0][0] <= now and not self._republish_soon:
             self._republish_soon = True
@@ -450,25 +482,71 @@ class NodeCore:
 
     def _repair_sweep(self, now: float) -> None:
         dead, self._dead_since_sweep = self._dead_since_sweep, []
+        self.stats["repair_sweeps"] += 1
         k = self.config.k
+        wake = False
         for key in list(self._due):
             t = id_to_int(key)
             closest = self.table.closest(key, k)
             bound = closest[-1].int_id ^ t if len(closest) >= k else 1 << 256
-            if self._fresh_at.get(key, 0.0) > self._first_death:
-                continue  # another holder re-pushed it since the deaths: already repaired
+            fresh = self._fresh_at.get(key, 0.0)
+            if fresh > self._first_death or fresh > now - self.config.republish_interval / 4:
+                continue  # re-pushed since the deaths, or just now: a storm helps no one
             if any(d ^ t < bound for d in dead):
-                self._set_due(key, now)
+                # Jittered, so the first holder's push reaches the others before their
+                # own turn comes and they skip it (a fresh re-store resets their due).
+                self._set_due(key, now + self.rng.uniform(0, self.config.repair_delay))
+                self.stats["repair_keys"] += 1
+                wake = True
+        if wake:
+            self._schedule(now + self.config.repair_delay / 4, self._republish_paced_quarter)
+
+    def _republish_paced_quarter(self, now: float) -> None:
         self._republish_due(now)
+        if self._due_heap and self._due_heap[0][0] <= now + self.config.repair_delay:
+            self._schedule(now + self.config.repair_delay / 4, self._republish_paced_quarter)
 
     # ---- contacts -----------------------------------------------------------
 
+    def _prove(self, node_id: bytes) -> None:
+        """Remember that `node_id` proved its key, so requests to it need no challenge.
+
+        The id is the hash of the key that signed, so the proof never goes stale; the
+        cache only saves a signature and a verification per request to contacts that
+        are not in the routing table (full buckets, lookup candidates).
+        """
+        self._proven[node_id] = None
+        self._proven.move_to_end(node_id)
+        if len(self._proven) > PROVEN_CACHE:
+            self._proven.popitem(last=False)
+
     def _contact_failed(self, node_id: bytes, now: float) -> None:
+        """Count a failed request; a contact that keeps failing is stale.
+
+        A stale contact is replaced as soon as its bucket has a replacement waiting.
+        Without one it stays, marked by its failure count (lookups, replies and
+        republish skip it), and is dropped at the next chance: Kademlia's rule, so an
+        overloaded node that misses answers for a while does not empty its own table.
+        """
+        contact = self.table.get(node_id)
+        if contact is None:
+            return
         failures = self.table.record_failure(node_id)
-        if failures >= self.config.evict_after_failures:
+        threshold = self.config.evict_after_failures
+        if failures < threshold:
+            return
+        if failures == threshold:
+            self.stats["stale"] += 1
+            self._repair_around(node_id, now)
+        if self.table.replacements(node_id):
             self.table.remove(node_id)
             self.stats["evicted"] += 1
-            self._repair_around(node_id, now)
+
+    def healthy_closest(self, target: bytes, n: int) -> list[Contact]:
+        """The `n` closest contacts that are not stale."""
+        threshold = self.config.evict_after_failures
+        near = self.table.closest(target, 2 * n)
+        return [c for c in near if c.failures < threshold][:n]
 
     def _contact_alive(
         self, node_id: bytes, addr: tuple[str, int], now: float, verified: bool
@@ -559,8 +637,9 @@ class NodeCore:
         n = min(self.config.k, MAX_CONTACTS_PER_REPLY)
         return tuple(
             NodeInfo(c.node_id, c.addr[0], c.addr[1])
-            for c in self.table.closest(target, n, exclude=exclude)
-        )
+            for c in self.healthy_closest(target, n + 1)
+            if c.node_id != exclude
+        )[:n]
 
     def _records_for(self, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
         out: list[bytes] = []
@@ -591,8 +670,9 @@ class NodeCore:
     def _accept(self, record: Record, now: float) -> None:
         """Store a validated record if it wins; raises ValidationError(STALE_SEQ)."""
         current = self.local_record(record.key)
-        if select(current, record):
-            self._keep(record, now)
+        winner = merge(current, record)  # a roster keeps the union of both
+        if winner is not current:
+            self._keep(winner, now)
         else:
             self._fresh(record.key, now)
             self.stats["restored_fresh"] += 1
@@ -620,11 +700,11 @@ class NodeCore:
                 self.stats["bad_proof"] += 1
                 return
             verified = True
-        p.done = True
-        del self._pending[(h.txid, addr)]
+            self._prove(h.sender_id)
+        self._settle(p)
         self.stats["responses_in"] += 1
-        if p.attempts == 1:  # Karn's algorithm: no sample from a retransmitted request
-            self.rtt.sample(h.sender_id, now - p.sent_at)
+        sent_at = next(t for txid, t in p.sends if txid == h.txid)
+        self.rtt.sample(h.sender_id, now - sent_at)
         if p.node_id is None:
             p.node_id = h.sender_id
         if isinstance(msg.body, ErrorReply):

@@ -61,6 +61,7 @@ class MembershipView:
 
     genesis: Genesis
     _certs: dict[bytes, Cert] = field(default_factory=dict, init=False, repr=False)
+    # Who is admitted, by `admissions`; None when certs changed since the last query.
     _admitted: dict[bytes, Admission] | None = field(default=None, init=False, repr=False)
 
     @classmethod

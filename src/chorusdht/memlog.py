@@ -35,10 +35,12 @@ below the fork: phase = (lowest seq with two closed chunks) − 1. `forks()`
 reports it, and `since` sends the whole forked part of that author's log.
 
 **Sync.** `since(phase)` is the anti-entropy reply: every closed chunk whose seq
-is above the asker's phase for its author, in causal order, so the asker can add
-them in one pass without dangling. If the asker also sends `tips()` (the hash at
-each phase seq), a different hash at that seq reveals a fork the asker has not
-seen, and that author's whole log is sent. Cost is proportional to what is sent.
+is above the asker's phase for its author (from below the fork, for a forked
+author), in causal order, so the asker can add them in batches without dangling.
+If the asker also sends `tips()` (the hash at each phase seq), a different hash at
+that seq reveals a fork the asker has not seen, and that author's whole log is
+sent. Cost is proportional to what is sent; a forked author's tail is re-sent
+every round, a price only an equivocating member makes anyone pay.
 """
 
 from __future__ import annotations
@@ -235,8 +237,10 @@ class MeshLog:
         """The timeline order of `keys`; deps outside `keys` count as already placed."""
         indeg: dict[bytes, int] = {}
         ready: list[_Prio] = []
+        whole = keys is self._closed  # then every dep is in `keys` already
         for h in keys:
-            n = sum(d in keys for d in _deps(self._chunks[h]))
+            ds = _deps(self._chunks[h])
+            n = len(ds) if whole else sum(d in keys for d in ds)
             if n:
                 indeg[h] = n
             else:
@@ -321,12 +325,13 @@ class MeshLog:
         phase: Mapping[bytes, int],
         *,
         tips: Mapping[bytes, bytes] | None = None,
-        limit: int | None = None,
     ) -> list[Chunk]:
         """The closed chunks a holder of `phase` (and `tips`) lacks, in causal order.
 
-        With `limit`, the first `limit` of them: still a causal prefix, so a batch
-        never dangles at the receiver.
+        Send the list in batches in this order: each batch extends a causal prefix,
+        so nothing in it dangles at the receiver. Compute the list once per round;
+        it may repeat chunks the receiver holds past its phase (a forked author's
+        tail), so recomputing it per batch need not make progress.
         """
         picked: set[bytes] = set()
         for a, top in self._top.items():
@@ -336,8 +341,7 @@ class MeshLog:
                 have = 0  # the asker holds a branch we do not: a fork it has not seen
             for s in range(have + 1, top + 1):
                 picked.update(self._by_seq[a][s])
-        order = self._walk(picked)
-        return [self._chunks[h] for h in order[:limit]]
+        return [self._chunks[h] for h in self._walk(picked)]
 
     def next_append(self, author: bytes) -> NextAppend:
         """seq, prev, parents and lamport for `author`'s next chunk.

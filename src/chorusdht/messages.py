@@ -189,6 +189,7 @@ Body = (
     | Records
 )
 REQUEST_TYPES = (Ping, FindNode, FindValue, Store, List, GetMany)
+_REQUEST_NAMES = frozenset(t.TYPE for t in REQUEST_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,9 +375,10 @@ def _decode_body(t: object, f: _Fields) -> Body:
 class VersionMismatch(DecodeError):
     """A parsable envelope with a protocol version we do not speak; `header` says whom to tell."""
 
-    def __init__(self, header: Header) -> None:
+    def __init__(self, header: Header, is_request: bool) -> None:
         super().__init__(f"unsupported version {header.version}", ErrorCode.UNSUPPORTED_VERSION)
         self.header = header
+        self.is_request = is_request  # only requests get an answer: never answer an answer
 
 
 def decode_header(m: dict[Any, Any]) -> Header:
@@ -408,5 +410,5 @@ def decode_message(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
         raise DecodeError("a message is a CBOR map")
     header = decode_header(obj)
     if header.version != PROTOCOL_VERSION:
-        raise VersionMismatch(header)
+        raise VersionMismatch(header, obj.get("t") in _REQUEST_NAMES)
     return Message(header, _decode_body(obj.get("t"), _Fields(obj)))

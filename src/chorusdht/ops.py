@@ -9,6 +9,7 @@ touch a socket; `now` is passed in like everywhere else in the core.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from .messages import (
     Stored,
     Value,
 )
-from .records import Chunk, Record, select
+from .records import Chunk, Record, merge
 from .results import (
     BootstrapResult,
     GetResult,
@@ -203,11 +204,8 @@ class LookupOp(Op):
         """The winning record among those found (highest seq for heads)."""
         best: Record | None = None
         for rec in self.found:
-            try:
-                if select(best, rec):
-                    best = rec
-            except ValidationError:
-                pass
+            with contextlib.suppress(ValidationError):  # an older head loses
+                best = merge(best, rec)
         return best
 
 

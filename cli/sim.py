@@ -1,0 +1,133 @@
+"""`chorusdht sim SCENARIO`: run a netsim scenario with a progress bar and a summary table.
+
+Registered in cli/main.py with `app.command()(sim)`. The command only parses
+options, shows progress and prints; the simulation lives in `netsim`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from netsim import ScenarioError, find_scenario, list_scenarios, run_scenario
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["sim"]
+
+
+def sim(
+    scenario: Annotated[
+        str,
+        typer.Argument(
+            help="A shipped scenario name (" + ", ".join(list_scenarios()) + ") or a .toml path."
+        ),
+    ],
+    seed: Annotated[
+        int, typer.Option(help="Scenario seed: the same seed gives the same metrics.")
+    ] = 1,
+    nodes: Annotated[
+        int | None, typer.Option(help="Override the node count (event counts scale with it).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write metrics.json and PNG plots into this directory.")
+    ] = None,
+) -> None:
+    """Run a netsim scenario: the real node core, many nodes, virtual time."""
+    err = Console(stderr=True)
+    try:
+        find_scenario(scenario)
+    except ScenarioError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if nodes is not None and nodes < 1:
+        err.print("[red]error:[/red] --nodes must be at least 1", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    console = Console()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[virtual]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(scenario, total=1.0, virtual="")
+
+        def progress(now: float, end: float) -> None:
+            bar.update(task, completed=now / end, virtual=f"{now / 3600:.2f} / {end / 3600:.2f} h")
+
+        try:
+            metrics = run_scenario(scenario, seed=seed, nodes=nodes, out=out, progress=progress)
+        except ScenarioError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    console.print(summary_table(metrics))
+    wall = metrics["wall"]
+    console.print(f"wall {wall['seconds']} s, peak RSS {wall['peak_rss_mib']} MiB")
+    if out is not None:
+        console.print(f"wrote {out / 'metrics.json'} and plots")
+
+
+def _pct(x: Any) -> str:
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def summary_table(metrics: dict[str, Any]) -> Table:
+    """One column per run, one row per headline number of the issue's metric set."""
+    table = Table(
+        title=f"{metrics['scenario']} · seed {metrics['seed']} · {metrics['nodes']} nodes"
+    )
+    runs = metrics.get("runs") or {"value": metrics["run"]}
+    table.add_column("metric")
+    for label in sorted(runs):
+        table.add_column(label, justify="right")
+    rows: dict[str, list[str]] = {}
+    for _, r in sorted(runs.items()):
+        for name, value in _rows(r):
+            rows.setdefault(name, []).append(value)
+    for name, values in rows.items():
+        table.add_row(name, *values)
+    return table
+
+
+def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    lk = r["lookups"]
+    out: list[tuple[str, str]] = []
+    if lk["count"]:
+        lat = lk["latency"]
+        out += [
+            ("lookups", str(lk["count"])),
+            ("lookup success", _pct(lk["success_ratio"])),
+            ("true closest found", _pct(lk["closest_found_ratio"])),
+            ("true 20 closest held (mean)", f"{lk['true_k_overlap_mean']:.2f}"),
+            ("hops p50 / p90", f"{lk['hops']['p50']:g} / {lk['hops']['p90']:g}"),
+            ("latency p50 / p99", f"{lat['p50']:.3f} / {lat['p99']:.3f} s"),
+        ]
+        for cls, c in sorted(lk["by_class"].items()):
+            out.append((f"  {cls} lookups failed", _pct(c["timeout_ratio"])))
+    if r["puts"]["count"]:
+        out.append(("puts acked", f"{r['puts']['acked']} / {r['puts']['count']}"))
+    for tag, g in sorted(r["gets"].items()):
+        out.append((f"gets ok ({tag})", f"{g['ok']} / {g['count']}"))
+        out.append((f"wrong values ({tag})", str(g["wrong_value"])))
+    rec = r.get("recovered")
+    if rec:
+        out.append(("held right after nuke", _pct(rec["held_at_nuke"])))
+        out.append(
+            ("retrievable / bound 1-f^k", f"{_pct(rec['retrievable'])} / {_pct(rec['bound'])}")
+        )
+    if r["replicas"]:
+        last = r["replicas"][-1]
+        out.append(("replicas at end (min / median)", f"{last['min']} / {last['median']}"))
+        out.append(("chunks held by no live node", str(last["zero"])))
+    if r["live_evictions_by_class"]:
+        ev = ", ".join(f"{k} {v}" for k, v in r["live_evictions_by_class"].items())
+        out.append(("live contacts evicted", ev))
+    for cls, t in sorted(r["traffic"].items()):
+        out.append((f"msgs / node ({cls})", f"{t['messages_per_node']:.0f}"))
+        if t["bytes_per_node"] is not None:
+            out.append((f"bytes / node ({cls})", f"{t['bytes_per_node']:.0f}"))
+    out.append(("live at end", str(r["live_at_end"])))
+    return out

@@ -1,0 +1,972 @@
+"""The sans-IO protocol core, driven the aioquic way: the test chooses `now`.
+
+`Net` below is the whole driver: it moves `datagrams_to_send()` from one core to
+another with a chosen one-way delay, fires `get_timer()`/`handle_timer()` in
+virtual time, and collects `next_event()`. No trio, no sockets, no sleeping.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chorusdht.codec import MAX_DATAGRAM, decode, encode
+from chorusdht.config import NodeConfig
+from chorusdht.core import NodeCore
+from chorusdht.errors import (
+    ChorusError,
+    ErrorCode,
+    NetworkError,
+    NotFound,
+    QuorumError,
+    ValidationError,
+)
+from chorusdht.identity import ED25519, Identity
+from chorusdht.ids import distance, id_to_int, sha256
+from chorusdht.messages import (
+    NONCE_BYTES,
+    PROTOCOL_VERSION,
+    Body,
+    ErrorReply,
+    FindNode,
+    Header,
+    Listed,
+    Message,
+    NodeInfo,
+    Nodes,
+    Ping,
+    Pong,
+    Records,
+    Store,
+    Stored,
+    Value,
+    challenge_payload,
+    decode_message,
+    encode_message,
+)
+from chorusdht.records import DEFAULT_MAX_RECORD, make_chunk, make_head
+from chorusdht.results import (
+    BootstrapResult,
+    GetResult,
+    LookupResult,
+    PingResult,
+    PutResult,
+    Result,
+)
+from chorusdht.store import MemoryStore
+
+Addr = tuple[str, int]
+Outcome = Result | ChorusError
+
+MESH = sha256(b"test mesh")
+AUTHOR = Identity.from_seed(sha256(b"author"))
+STRANGER = Identity.from_seed(sha256(b"stranger"))
+LINK = 0.01  # default one-way delay: 20 ms round trips, well under the RTO floor
+
+
+def identity(seed: int) -> Identity:
+    return Identity.from_seed(sha256(b"core", seed.to_bytes(8, "big")))
+
+
+@dataclass(order=True)
+class _Flight:
+    at: float
+    seq: int
+    src: Addr = field(compare=False)
+    dst: Addr = field(compare=False)
+    data: bytes = field(compare=False)
+
+
+class Net:
+    """An in-test network of cores in virtual time (the aioquic testing style)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.cores: dict[Addr, NodeCore] = {}
+        self.addr_of: dict[bytes, Addr] = {}
+        self.delay: dict[Addr, float] = {}  # one-way delay to and from an address
+        self.silent: set[Addr] = set()  # receives nothing, so it answers nothing
+        self.log: list[tuple[float, Addr, Addr, bytes]] = []
+        self.outcomes: dict[Addr, dict[int, Outcome]] = {}
+        # Return the bytes to deliver instead, or None to drop the datagram.
+        self.intercept: Callable[[Addr, Addr, bytes], bytes | None] | None = None
+        self._queue: list[_Flight] = []
+        self._seq = 0
+
+    # ---- building -------------------------------------------------------------
+
+    def add(self, seed: int, config: NodeConfig | None = None) -> NodeCore:
+        addr = ("127.0.0.1", 20000 + len(self.cores))
+        core = NodeCore(
+            identity(seed), MemoryStore(), rng=random.Random(seed), now=self.now, config=config
+        )
+        self.cores[addr] = core
+        self.addr_of[core.node_id] = addr
+        self.outcomes[addr] = {}
+        return core
+
+    def addr(self, core: NodeCore) -> Addr:
+        return self.addr_of[core.node_id]
+
+    def swarm(self, n: int, config: NodeConfig | None = None, seed: int = 0) -> list[NodeCore]:
+        """`n` cores, each joined through the first one, one after another."""
+        cores = [self.add(seed * 1000 + i, config) for i in range(n)]
+        for core in cores[1:]:
+            result = self.wait(core, core.bootstrap([self.addr(cores[0])], self.now))
+            assert isinstance(result, BootstrapResult), result
+        return cores
+
+    # ---- moving datagrams and time -------------------------------------------
+
+    def send(self, src: Addr, dst: Addr, data: bytes) -> None:
+        """Put one datagram on the wire (also used to inject forged ones)."""
+        self.log.append((self.now, src, dst, data))
+        if self.intercept is not None:
+            replaced = self.intercept(src, dst, data)
+            if replaced is None:
+                return
+            data = replaced
+        if dst not in self.cores or dst in self.silent or src in self.silent:
+            return
+        self._seq += 1
+        at = self.now + self.delay.get(src, LINK) + self.delay.get(dst, 0.0)
+        heapq.heappush(self._queue, _Flight(at, self._seq, src, dst, data))
+
+    def flush(self) -> None:
+        for addr, core in self.cores.items():
+            for data, dst in core.datagrams_to_send():
+                self.send(addr, dst, data)
+            while (event := core.next_event()) is not None:
+                self.outcomes[addr][event.op_id] = event.outcome
+
+    def step(self) -> None:
+        """Advance to the next arrival or timer; deliveries first, then timers."""
+        self.flush()
+        times = [c.get_timer() for c in self.cores.values()]
+        deadlines = [t for t in times if t is not None]
+        if self._queue:
+            deadlines.append(self._queue[0].at)
+        self.now = max(self.now, min(deadlines))
+        while self._queue and self._queue[0].at <= self.now:
+            f = heapq.heappop(self._queue)
+            self.cores[f.dst].receive_datagram(f.data, f.src, self.now)
+            self.flush()
+        for core in self.cores.values():
+            deadline = core.get_timer()
+            if deadline is not None and deadline <= self.now:
+                core.handle_timer(self.now)
+        self.flush()
+
+    def run_for(self, seconds: float) -> None:
+        end = self.now + seconds
+        while True:
+            self.flush()
+            times = [t for t in (c.get_timer() for c in self.cores.values()) if t is not None]
+            if self._queue:
+                times.append(self._queue[0].at)
+            if not times or min(times) > end:
+                break
+            self.step()
+        self.now = end
+
+    def wait(self, core: NodeCore, op_id: int, limit: float = 120.0) -> Outcome:
+        """Run until `core` reports `op_id`; fail after `limit` virtual seconds."""
+        end = self.now + limit
+        addr = self.addr(core)
+        self.flush()
+        while op_id not in self.outcomes[addr]:
+            assert self.now <= end, f"op {op_id} did not finish within {limit} s"
+            self.step()
+        return self.outcomes[addr].pop(op_id)
+
+
+def chunk(i: int = 0, payload_size: int = 64) -> tuple[bytes, bytes]:
+    payload = random.Random(i).randbytes(payload_size)
+    c = make_chunk(AUTHOR, mesh=MESH, seq=1, prev=None, lamport=1, time=0, payload=payload)
+    return c.key, c.raw
+
+
+def request(
+    body: Body,
+    *,
+    sender: Identity = STRANGER,
+    txid: bytes = b"\x07" * 8,
+    challenge: bytes | None = None,
+    version: int = PROTOCOL_VERSION,
+    sender_id: bytes | None = None,
+) -> bytes:
+    header = Header(
+        txid,
+        sender.node_id if sender_id is None else sender_id,
+        sender.public_key,
+        challenge=challenge,
+        version=version,
+    )
+    return encode_message(Message(header, body))
+
+
+def only_reply(core: NodeCore, to: Addr) -> Message:
+    out = core.datagrams_to_send()
+    replies = [decode_message(d) for d, a in out if a == to]
+    assert len(replies) >= 1, out
+    return replies[0]
+
+
+def lone_core(config: NodeConfig | None = None) -> NodeCore:
+    return NodeCore(identity(99), MemoryStore(), rng=random.Random(99), now=0.0, config=config)
+
+
+PEER: Addr = ("192.0.2.7", 4000)
+BAD_COUNTERS = ("malformed", "too_large", "bad_version", "bad_identity", "unsolicited")
+
+
+def bad_total(core: NodeCore) -> int:
+    return sum(core.stats[c] for c in BAD_COUNTERS)
+
+
+def exchange(a: NodeCore, a_addr: Addr, b: NodeCore, b_addr: Addr, now: float) -> None:
+    """Deliver everything `a` has queued for `b` (no delay)."""
+    for data, dst in a.datagrams_to_send():
+        if dst == b_addr:
+            b.receive_datagram(data, a_addr, now)
+
+
+# ---- a swarm: bootstrap, put, get ------------------------------------------------------------
+
+
+def test_bootstrap_fills_every_table_with_verified_contacts() -> None:
+    net = Net()
+    cores = net.swarm(10)
+    for core in cores:
+        assert len(core.table) >= 8
+        for contact in core.table:
+            assert net.addr_of[contact.node_id] == contact.addr  # a real core, at its address
+    assert all(c.stats["bad_proof"] == 0 and c.stats["malformed"] == 0 for c in cores)
+
+
+def test_put_then_get_across_ten_cores() -> None:
+    net = Net()
+    cores = net.swarm(10)
+    key, raw = chunk(1)
+    writer = cores[3]
+    result = net.wait(writer, writer.put(raw, key, net.now))
+    assert isinstance(result, PutResult), result
+    others = {c.node_id for c in cores} - {writer.node_id}
+    assert result.key == key
+    assert set(result.replicas) == others  # k = 20 > 10 nodes: every node holds a copy
+    assert result.acks == 10  # nine replicas plus the writer, which is among the k closest
+    for core in cores:
+        assert core.store.get(key) == raw
+
+    reader = cores[7]
+    got = net.wait(reader, reader.get(key, net.now))
+    assert isinstance(got, GetResult) and got.local and got.record.raw == raw
+
+    reader.store.delete(key)  # the reader lost its copy: the get goes to the network
+    got = net.wait(reader, reader.get(key, net.now))
+    assert isinstance(got, GetResult), got
+    assert not got.local and got.record.raw == raw and got.record.key == key
+    assert got.hops >= 1 and got.queries >= 1
+    assert reader.store.get(key) == raw  # cache_on_get keeps a copy
+
+
+def test_put_and_get_with_a_small_k_use_the_closest_nodes() -> None:
+    net = Net()
+    cfg = NodeConfig(k=3, alpha=2, lookup_settle=2, write_quorum=2, cache_on_get=False)
+    cores = net.swarm(10, cfg)
+    key, raw = chunk(2)
+    writer = cores[0]
+    result = net.wait(writer, writer.put(raw, key, net.now))
+    assert isinstance(result, PutResult), result
+    others = sorted((c for c in cores if c is not writer), key=lambda c: distance(c.node_id, key))
+    assert set(result.replicas) <= {c.node_id for c in others[:3]}
+    assert result.acks >= 2
+    holders = [c for c in cores if key in c.store]
+    assert writer in holders and len(holders) <= 4
+
+    reader = next(c for c in cores if key not in c.store)
+    got = net.wait(reader, reader.get(key, net.now))
+    assert isinstance(got, GetResult), got
+    assert not got.local and got.record.raw == raw
+    assert key not in reader.store  # cache_on_get=False
+
+    missing = net.wait(reader, reader.get(sha256(b"never stored"), net.now))
+    assert isinstance(missing, NotFound)
+
+
+def test_find_node_returns_the_true_closest_nodes() -> None:
+    net = Net()
+    cfg = NodeConfig(k=4, alpha=2, lookup_settle=4)
+    cores = net.swarm(12, cfg)
+    target = sha256(b"somewhere")
+    asker = cores[5]
+    result = net.wait(asker, asker.find_node(target, net.now))
+    assert isinstance(result, LookupResult), result
+    expected = sorted(
+        (c.node_id for c in cores if c is not asker), key=lambda i: distance(i, target)
+    )
+    assert [n.node_id for n in result.nodes] == expected[:4]
+    assert [(n.host, n.port) for n in result.nodes] == [net.addr_of[i] for i in expected[:4]]
+
+
+def test_heads_on_the_network_keep_the_highest_seq() -> None:
+    net = Net()
+    cores = net.swarm(6)
+    h1 = make_head(AUTHOR, mesh=MESH, seq=1, chunk_hash=sha256(b"c1"), lamport=1)
+    h2 = make_head(AUTHOR, mesh=MESH, seq=2, chunk_hash=sha256(b"c2"), lamport=2)
+    assert isinstance(net.wait(cores[1], cores[1].put(h1.raw, h1.key, net.now)), PutResult)
+    assert isinstance(net.wait(cores[2], cores[2].put(h2.raw, h2.key, net.now)), PutResult)
+    assert all(c.store.get(h2.key) == h2.raw for c in cores)
+    # Re-putting the older head is refused: locally, or by every other node (no quorum).
+    outcome: Outcome
+    try:
+        outcome = net.wait(cores[4], cores[4].put(h1.raw, h1.key, net.now))
+    except ValidationError as e:
+        outcome = e
+    assert isinstance(outcome, QuorumError | ValidationError), outcome
+    others = [c for c in cores if c is not cores[4]]
+    assert all(c.store.get(h2.key) == h2.raw for c in others)
+
+
+def test_put_of_a_stale_head_does_not_overwrite_the_local_newer_head() -> None:
+    # DESIGN §4: a store keeps the head with the highest seq. The writer's own store is
+    # a store too: it must not go back to seq 1 and then serve and republish it.
+    net = Net()
+    cores = net.swarm(4)
+    h1 = make_head(AUTHOR, mesh=MESH, seq=1, chunk_hash=sha256(b"c1"), lamport=1)
+    h2 = make_head(AUTHOR, mesh=MESH, seq=2, chunk_hash=sha256(b"c2"), lamport=2)
+    writer = cores[1]
+    assert isinstance(net.wait(writer, writer.put(h2.raw, h2.key, net.now)), PutResult)
+    try:
+        net.wait(writer, writer.put(h1.raw, h1.key, net.now))
+    except ValidationError as e:
+        assert e.code is ErrorCode.STALE_SEQ
+    assert writer.store.get(h2.key) == h2.raw
+
+
+def test_put_of_an_invalid_record_raises_locally() -> None:
+    core = lone_core()
+    _, raw = chunk(3)
+    with pytest.raises(ValidationError) as info:
+        core.put(raw, sha256(b"wrong key"), 0.0)
+    assert info.value.code is ErrorCode.HASH_MISMATCH
+    assert len(core.store) == 0
+
+
+def test_put_with_nobody_to_ask_fails_with_quorum_error() -> None:
+    net = Net()
+    core = net.add(1)
+    key, raw = chunk(4)
+    result = net.wait(core, core.put(raw, key, net.now))
+    assert isinstance(result, QuorumError)
+    assert core.store.get(key) == raw  # durable on the writer first (DESIGN §5)
+
+
+# ---- the identity challenge ------------------------------------------------------------------
+
+
+def _pong_variants(pong: Message, b: Identity, nonce: bytes, requester: bytes) -> list[bytes]:
+    h = pong.header
+
+    def forged(proof: bytes | None, who: Identity = b, sender_id: bytes | None = None) -> bytes:
+        header = Header(
+            h.txid, who.node_id if sender_id is None else sender_id, who.public_key, proof=proof
+        )
+        return encode_message(Message(header, Pong()))
+
+    return [
+        forged(None),  # no proof at all
+        forged(b"\x00" * 64),  # garbage
+        forged(b.sign(challenge_payload(nonce, sha256(b"someone else")))),  # wrong requester
+        forged(b.sign(challenge_payload(b"\x00" * NONCE_BYTES, requester))),  # wrong nonce
+        forged(STRANGER.sign(challenge_payload(nonce, requester)), who=b),  # signed by another key
+    ]
+
+
+def test_ping_admits_a_contact_only_with_a_valid_proof() -> None:
+    a, b = identity(1), identity(2)
+    a_addr, b_addr = ("10.0.0.1", 1000), ("10.0.1.1", 1000)
+    core_a = NodeCore(a, MemoryStore(), rng=random.Random(1), now=0.0)
+    core_b = NodeCore(b, MemoryStore(), rng=random.Random(2), now=0.0)
+    op = core_a.ping(b_addr, 0.0)
+    [(ping_bytes, dst)] = core_a.datagrams_to_send()
+    assert dst == b_addr
+    ping = decode_message(ping_bytes)
+    assert isinstance(ping.body, Ping) and ping.header.challenge is not None
+    core_b.receive_datagram(ping_bytes, a_addr, 0.01)
+    pong_bytes = next(d for d, to in core_b.datagrams_to_send() if to == a_addr)
+    pong = decode_message(pong_bytes)
+    assert isinstance(pong.body, Pong) and pong.header.txid == ping.header.txid
+
+    variants = _pong_variants(pong, b, ping.header.challenge, a.node_id)
+    for i, forged in enumerate(variants, start=1):
+        core_a.receive_datagram(forged, b_addr, 0.02)
+        assert core_a.stats["bad_proof"] == i
+        assert b.node_id not in core_a.table
+        assert core_a.next_event() is None  # the ping still waits for a real answer
+
+    core_a.receive_datagram(pong_bytes, b_addr, 0.03)
+    assert b.node_id in core_a.table
+    assert core_a.table.get(b.node_id) is not None
+    event = core_a.next_event()
+    assert event is not None and event.op_id == op
+    assert isinstance(event.outcome, PingResult) and event.outcome.node_id == b.node_id
+    assert event.outcome.rtt == pytest.approx(0.03)
+
+
+def test_an_unknown_requester_is_challenged_before_it_is_admitted() -> None:
+    core = lone_core()
+    core.receive_datagram(request(FindNode(sha256(b"t"))), PEER, 0.0)
+    out = [(decode_message(d), a) for d, a in core.datagrams_to_send()]
+    assert all(a == PEER for _, a in out)
+    replies = [m for m, _ in out if isinstance(m.body, Nodes)]
+    pings = [m for m, _ in out if isinstance(m.body, Ping)]
+    assert len(replies) == 1 and len(pings) == 1
+    challenge = pings[0].header.challenge
+    assert challenge is not None
+    assert STRANGER.node_id not in core.table  # a request alone never admits anyone
+
+    def pong(proof: bytes | None) -> bytes:
+        header = Header(pings[0].header.txid, STRANGER.node_id, STRANGER.public_key, proof=proof)
+        return encode_message(Message(header, Pong()))
+
+    core.receive_datagram(pong(b"\x01" * 64), PEER, 0.1)
+    assert core.stats["bad_proof"] == 1 and STRANGER.node_id not in core.table
+    core.receive_datagram(
+        pong(STRANGER.sign(challenge_payload(challenge, core.node_id))), PEER, 0.2
+    )
+    contact = core.table.get(STRANGER.node_id)
+    assert contact is not None and contact.addr == PEER
+
+
+def test_a_peer_whose_id_is_not_the_hash_of_its_key_is_dropped() -> None:
+    core = lone_core()
+    data = request(FindNode(sha256(b"t")), sender_id=sha256(b"not the key"))
+    core.receive_datagram(data, PEER, 0.0)
+    assert core.stats["bad_identity"] == 1
+    assert core.datagrams_to_send() == []  # no answer, no challenge
+    assert len(core.table) == 0
+
+
+def test_replies_answer_the_challenge_of_the_request() -> None:
+    core = lone_core()
+    nonce = b"\x05" * NONCE_BYTES
+    core.receive_datagram(request(Ping(), challenge=nonce), PEER, 0.0)
+    pong = only_reply(core, PEER)
+    assert isinstance(pong.body, Pong)
+    assert pong.header.proof is not None
+    payload = challenge_payload(nonce, STRANGER.node_id)
+    assert ED25519.verify(core.public_key, payload, pong.header.proof)
+
+
+# ---- remote bad input never escapes receive_datagram -----------------------------------------
+
+
+@settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=300))
+def test_random_bytes_are_counted_and_dropped(data: bytes) -> None:
+    core = lone_core()
+    core.receive_datagram(data, PEER, 0.0)
+    assert core.stats["datagrams_in"] == 1
+    assert core.stats["malformed"] + core.stats["too_large"] == 1
+    assert core.datagrams_to_send() == []
+
+
+def test_truncated_cbor_is_counted_as_malformed() -> None:
+    core = lone_core()
+    wire = request(FindNode(sha256(b"t")), challenge=b"\x01" * NONCE_BYTES)
+    for n in range(len(wire)):
+        core.receive_datagram(wire[:n], PEER, 0.0)
+    assert core.stats["malformed"] == len(wire)
+    assert core.datagrams_to_send() == []
+    assert len(core.table) == 0 and not core.verifying
+
+
+@pytest.mark.parametrize("depth", [9, 100, 10_000])
+def test_deeply_nested_cbor_is_counted_as_malformed(depth: int) -> None:
+    core = lone_core()
+    core.receive_datagram(b"\x81" * depth + b"\x00", PEER, 0.0)
+    core.receive_datagram(b"\xa1\x61a" * depth + b"\x00", PEER, 0.0)  # nested maps
+    assert core.stats["malformed"] == 2
+
+
+def test_oversized_datagram_is_refused_before_parsing() -> None:
+    core = lone_core()
+    valid_but_huge = request(Store(sha256(b"k"), b"\x00" * MAX_DATAGRAM))
+    assert len(valid_but_huge) > MAX_DATAGRAM
+    core.receive_datagram(valid_but_huge, PEER, 0.0)
+    core.receive_datagram(b"\xff" * (MAX_DATAGRAM + 1), PEER, 0.0)
+    assert core.stats["too_large"] == 2
+    assert core.datagrams_to_send() == [] and len(core.store) == 0
+
+
+@pytest.mark.parametrize("version", [0, 2, 99])
+def test_wrong_version_is_answered_with_unsupported_version(version: int) -> None:
+    core = lone_core()
+    txid = b"\x09" * 8
+    core.receive_datagram(request(Ping(), txid=txid, version=version), PEER, 0.0)
+    assert core.stats["bad_version"] == 1
+    reply = only_reply(core, PEER)
+    assert isinstance(reply.body, ErrorReply)
+    assert reply.body.code is ErrorCode.UNSUPPORTED_VERSION
+    assert reply.header.txid == txid
+    assert reply.header.version == PROTOCOL_VERSION
+    assert len(core.table) == 0 and not core.verifying  # nobody is learnt from such a message
+
+
+def test_a_response_with_a_transaction_id_never_sent_is_unsolicited() -> None:
+    core = lone_core()
+    header = Header(b"\x0a" * 8, STRANGER.node_id, STRANGER.public_key)
+    for body in (Pong(), Stored(), Nodes(()), ErrorReply(ErrorCode.QUOTA, "")):
+        core.receive_datagram(encode_message(Message(header, body)), PEER, 0.0)
+    assert core.stats["unsolicited"] == 4
+    assert core.datagrams_to_send() == [] and len(core.table) == 0
+
+
+def test_a_response_from_the_wrong_address_is_not_matched() -> None:
+    a, b = identity(1), identity(2)
+    a_addr, b_addr = ("10.0.0.1", 1000), ("10.0.1.1", 1000)
+    core_a = NodeCore(a, MemoryStore(), rng=random.Random(1), now=0.0)
+    core_b = NodeCore(b, MemoryStore(), rng=random.Random(2), now=0.0)
+    op = core_a.ping(b_addr, 0.0)
+    exchange(core_a, a_addr, core_b, b_addr, 0.0)
+    pong = next(d for d, to in core_b.datagrams_to_send() if to == a_addr)
+    for wrong in (("10.0.1.1", 1001), ("10.0.1.2", 1000), ("::1", 1000)):
+        core_a.receive_datagram(pong, wrong, 0.01)
+    assert core_a.stats["unsolicited"] == 3
+    assert b.node_id not in core_a.table and core_a.next_event() is None
+    core_a.receive_datagram(pong, b_addr, 0.02)
+    event = core_a.next_event()
+    assert event is not None and event.op_id == op and isinstance(event.outcome, PingResult)
+    core_a.receive_datagram(pong, b_addr, 0.03)  # a duplicate is now unsolicited too
+    assert core_a.stats["unsolicited"] == 4
+
+
+def test_a_response_from_another_node_at_the_right_address_is_refused() -> None:
+    net = Net()
+    a, b = net.swarm(2)
+    op = a.find_node(sha256(b"x"), net.now)  # b is in a's table: no challenge, node id expected
+    [(data, dst)] = a.datagrams_to_send()
+    assert dst == net.addr(b)
+    txid = decode_message(data).header.txid
+    forged = Message(Header(txid, STRANGER.node_id, STRANGER.public_key), Nodes(()))
+    a.receive_datagram(encode_message(forged), net.addr(b), net.now)
+    assert a.stats["wrong_sender"] == 1
+    assert STRANGER.node_id not in a.table
+    net.send(net.addr(a), dst, data)  # the real one goes through
+    assert isinstance(net.wait(a, op), LookupResult)
+
+
+def _mutations(rng: random.Random, wire: bytes, n: int) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        data = bytearray(wire)
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(len(data) + 1)]
+        out.append(bytes(data))
+    return out
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**32))
+def test_mutated_traffic_never_raises(seed: int) -> None:
+    """Real datagrams of a small swarm, mangled and replayed at a core, never crash it."""
+    net = Net()
+    cores = net.swarm(3)
+    key, raw = chunk(5)
+    net.wait(cores[1], cores[1].put(raw, key, net.now))
+    traffic = [(src, data) for _, src, dst, data in net.log if dst == net.addr(cores[0])]
+    rng = random.Random(seed)
+    victim = cores[0]
+    victim.find_node(sha256(b"pending"), net.now)  # leave requests pending to be answered
+    before = victim.stats["datagrams_in"]
+    sent = 0
+    for src, data in rng.sample(traffic, min(10, len(traffic))):
+        for mutated in _mutations(rng, data, 5):
+            victim.receive_datagram(mutated, src, net.now)
+            sent += 1
+    assert victim.stats["datagrams_in"] == before + sent
+    victim.datagrams_to_send()  # everything it queued still encodes
+
+
+# ---- STORE validation at the receiving node --------------------------------------------------
+
+
+def store_reply(core: NodeCore, key: bytes, raw: bytes) -> Message:
+    core.receive_datagram(request(Store(key, raw)), PEER, 0.0)
+    return only_reply(core, PEER)
+
+
+def assert_refused(reply: Message, code: ErrorCode) -> None:
+    assert isinstance(reply.body, ErrorReply), reply.body
+    assert reply.body.code is code, reply.body
+
+
+def test_store_of_a_valid_chunk_is_acknowledged_after_it_is_stored() -> None:
+    core = lone_core()
+    key, raw = chunk(6)
+    assert isinstance(store_reply(core, key, raw).body, Stored)
+    assert core.store.get(key) == raw
+    assert isinstance(store_reply(core, key, raw).body, Stored)  # a re-store is fine
+    assert core.stats["restored_fresh"] == 1
+
+
+def test_store_of_a_chunk_under_the_wrong_hash() -> None:
+    core = lone_core()
+    _, raw = chunk(7)
+    wrong = sha256(b"not its hash")
+    assert_refused(store_reply(core, wrong, raw), ErrorCode.HASH_MISMATCH)
+    assert len(core.store) == 0
+    assert core.stats["store_rejected_HASH_MISMATCH"] == 1
+
+
+def test_store_of_a_stale_head() -> None:
+    core = lone_core()
+    h1 = make_head(AUTHOR, mesh=MESH, seq=1, chunk_hash=sha256(b"1"), lamport=1)
+    h2 = make_head(AUTHOR, mesh=MESH, seq=2, chunk_hash=sha256(b"2"), lamport=2)
+    h2b = make_head(AUTHOR, mesh=MESH, seq=2, chunk_hash=sha256(b"fork"), lamport=2)
+    assert isinstance(store_reply(core, h2.key, h2.raw).body, Stored)
+    assert_refused(store_reply(core, h1.key, h1.raw), ErrorCode.STALE_SEQ)
+    assert_refused(store_reply(core, h2b.key, h2b.raw), ErrorCode.STALE_SEQ)  # equivocation
+    assert core.store.get(h2.key) == h2.raw
+    h3 = make_head(AUTHOR, mesh=MESH, seq=3, chunk_hash=sha256(b"3"), lamport=3)
+    assert isinstance(store_reply(core, h3.key, h3.raw).body, Stored)
+    assert core.store.get(h3.key) == h3.raw
+
+
+def test_store_of_a_forged_signature() -> None:
+    core = lone_core()
+    _, raw = chunk(8)
+    record = decode(raw)
+    assert isinstance(record, dict)
+    body = record["body"]
+    forged = encode({"body": body, "sig": STRANGER.sign(encode(body))})  # author is still AUTHOR
+    assert_refused(store_reply(core, sha256(forged), forged), ErrorCode.BAD_SIGNATURE)
+    assert len(core.store) == 0
+
+
+def test_store_of_a_record_larger_than_max_record() -> None:
+    core = lone_core()
+    key, raw = chunk(9, payload_size=DEFAULT_MAX_RECORD)
+    assert DEFAULT_MAX_RECORD < len(raw) < MAX_DATAGRAM
+    assert_refused(store_reply(core, key, raw), ErrorCode.TOO_LARGE)
+    assert key not in core.store and core.store.total_bytes() == 0
+
+
+def test_store_respects_a_configured_max_record() -> None:
+    core = lone_core(NodeConfig(max_record=1024))
+    key, raw = chunk(10, payload_size=2000)
+    assert_refused(store_reply(core, key, raw), ErrorCode.TOO_LARGE)
+    assert key not in core.store
+    small_key, small = chunk(11, payload_size=100)
+    assert isinstance(store_reply(core, small_key, small).body, Stored)
+
+
+def test_store_of_garbage_and_of_non_members() -> None:
+    core = lone_core()
+    assert_refused(store_reply(core, sha256(b"x"), b"\x00not cbor"), ErrorCode.MALFORMED)
+    core.is_member = lambda mesh, author: False
+    key, raw = chunk(12)
+    assert_refused(store_reply(core, key, raw), ErrorCode.NOT_MEMBER)
+    assert len(core.store) == 0
+
+
+# ---- timeouts, stale contacts and eviction ---------------------------------------------------
+
+
+def test_a_request_to_a_silent_address_times_out_after_its_retries() -> None:
+    net = Net()
+    a = net.add(1)
+    silent: Addr = ("127.0.0.1", 29999)
+    op = a.ping(silent, net.now)
+    result = net.wait(a, op)
+    assert isinstance(result, NetworkError)
+    assert a.stats["retransmits"] == a.config.retries == 1
+    assert a.stats["timeouts"] == 1
+    sends = [entry for entry in net.log if entry[2] == silent]
+    assert len(sends) == 2  # the request and one retransmission
+    first, again = decode_message(sends[0][3]), decode_message(sends[1][3])
+    # same request and challenge, under a fresh transaction id (so a reply to either
+    # attempt gives a true RTT sample)
+    assert first.body == again.body and first.header.challenge == again.header.challenge
+    assert first.header.txid != again.header.txid
+    rto = a.config.rto.initial
+    assert net.now == pytest.approx(rto + 2 * rto)  # per-request exponential backoff
+
+
+def _lookup_failures(net: Net, a: NodeCore, b: NodeCore, n: int) -> list[int]:
+    """Run `n` lookups from `a` while `b` is silent; `b`'s failure count after each."""
+    counts = []
+    for i in range(n):
+        net.wait(a, a.find_node(sha256(b"probe", bytes([i])), net.now))
+        contact = a.table.get(b.node_id)
+        counts.append(-1 if contact is None else contact.failures)
+    return counts
+
+
+def _geometry(n: int) -> list[int]:
+    """Seeds of `n` identities: the first in one half of the id space, the others in the other."""
+    seeds, first = [], None
+    for seed in range(1000):
+        top = id_to_int(identity(seed).node_id) >> 255
+        if first is None:
+            first = top
+            seeds.append(seed)
+        elif top != first:
+            seeds.append(seed)
+        if len(seeds) == n:
+            return seeds
+    raise AssertionError("no seeds found")
+
+
+def test_eviction_only_after_consecutive_failures_even_with_a_replacement_waiting() -> None:
+    net = Net()
+    cfg = NodeConfig(k=1, lookup_settle=1)
+    sa, sb, sc = _geometry(3)
+    a, b, c = net.add(sa, cfg), net.add(sb, cfg), net.add(sc, cfg)
+    assert isinstance(net.wait(a, a.bootstrap([net.addr(b)], net.now)), BootstrapResult)
+    assert isinstance(net.wait(a, a.ping(net.addr(c), net.now)), PingResult)
+    net.run_for(1.0)  # b answers the eviction ping, so c only waits as a replacement
+    assert b.node_id in a.table and c.node_id not in a.table
+    assert [r.node_id for r in a.table.replacements(b.node_id)] == [c.node_id]
+
+    net.silent.add(net.addr(b))
+    threshold = cfg.evict_after_failures
+    counts = _lookup_failures(net, a, b, threshold - 1)
+    assert counts == list(range(1, threshold))  # one failure per request, never evicted
+    assert a.stats["evicted"] == 0 and a.stats["timeouts"] == threshold - 1
+    [after] = _lookup_failures(net, a, b, 1)
+    assert after == -1  # the last consecutive failure evicts it...
+    assert a.stats["evicted"] == 1
+    assert c.node_id in a.table  # ...and the replacement takes its place
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    net = Net()
+    cfg = NodeConfig(k=1, lookup_settle=1)
+    sa, sb = _geometry(2)
+    a, b = net.add(sa, cfg), net.add(sb, cfg)
+    net.wait(a, a.bootstrap([net.addr(b)], net.now))
+    net.silent.add(net.addr(b))
+    assert _lookup_failures(net, a, b, 2) == [1, 2]
+    net.silent.discard(net.addr(b))
+    assert _lookup_failures(net, a, b, 1) == [0]
+    net.silent.add(net.addr(b))
+    assert _lookup_failures(net, a, b, 2) == [1, 2]
+    assert b.node_id in a.table
+
+
+def test_a_stale_contact_without_replacement_is_kept_but_not_advertised_until_it_answers() -> None:
+    net = Net()
+    a, b, c = net.swarm(3)
+    net.silent.add(net.addr(b))
+    threshold = a.config.evict_after_failures
+    _lookup_failures(net, a, b, threshold)
+    contact = a.table.get(b.node_id)
+    assert contact is not None and contact.failures >= threshold
+    assert a.stats["stale"] == 1
+    # c asks a for nodes: the stale contact is not handed out.
+    start = len(net.log)
+    result = net.wait(c, c.find_node(b.node_id, net.now))
+    assert isinstance(result, LookupResult)
+    replies = [
+        decode_message(data)
+        for _, src, dst, data in net.log[start:]
+        if src == net.addr(a) and dst == net.addr(c)
+    ]
+    assert replies
+    advertised = {n.node_id for m in replies if isinstance(m.body, Nodes) for n in m.body.nodes}
+    assert b.node_id not in advertised
+    # b comes back: the stale probe pings it and the contact is healthy again.
+    net.silent.discard(net.addr(b))
+    net.run_for(2 * a.config.stale_probe_interval)
+    contact = a.table.get(b.node_id)
+    assert contact is not None and contact.failures == 0
+
+
+def _slow_pair(rtt: float) -> tuple[Net, NodeCore, NodeCore]:
+    net = Net()
+    a, b = net.add(1), net.add(2)
+    net.delay[net.addr(b)] = rtt / 2  # one way, both directions: the round trip is `rtt`
+    result = net.wait(b, b.bootstrap([net.addr(a)], net.now))
+    assert isinstance(result, BootstrapResult), result
+    net.run_for(10.0)
+    assert b.node_id in a.table
+    return net, a, b
+
+
+def test_a_slow_contact_is_not_evicted() -> None:
+    net, a, b = _slow_pair(2.0)  # a Pi Zero on a home link; default RtoConfig
+    for i in range(10):
+        result = net.wait(a, a.find_node(sha256(bytes([i])), net.now))
+        assert isinstance(result, LookupResult), result
+        assert [n.node_id for n in result.nodes] == [b.node_id]
+        net.run_for(5.0)
+    contact = a.table.get(b.node_id)
+    assert contact is not None and contact.failures == 0
+    assert a.stats["timeouts"] == 0 and a.stats["evicted"] == 0 and a.stats["stale"] == 0
+
+
+def test_the_timeout_adapts_to_a_slow_contact() -> None:
+    # DESIGN §3: timeouts adapt per contact like TCP's RTO (RFC 6298), and a slow contact
+    # is not a dead one. After a few exchanges with a 2 s contact, its RTO must exceed
+    # 2 s and requests to it must stop being retransmitted (each retransmission here
+    # costs a duplicate request and comes back as an "unsolicited" duplicate reply).
+    net, a, b = _slow_pair(2.0)
+    for i in range(6):
+        net.wait(a, a.find_node(sha256(bytes([i])), net.now))
+        net.run_for(5.0)
+    retransmits = a.stats["retransmits"]
+    for i in range(6, 10):
+        net.wait(a, a.find_node(sha256(bytes([i])), net.now))
+        net.run_for(5.0)
+    assert a.rtt.timeout_for(b.node_id) > 2.0, "the RTO never learnt the 2 s round trip"
+    assert a.stats["retransmits"] == retransmits, "every request is still retransmitted"
+
+
+# ---- determinism -----------------------------------------------------------------------------
+
+
+def scenario(seed: int) -> list[tuple[float, Addr, Addr, bytes]]:
+    """Bootstrap, put and get, with some loss: the full datagram log."""
+    net = Net()
+    cores = net.swarm(6, NodeConfig(k=4, alpha=2), seed=seed)
+    drop = random.Random(seed)
+    net.intercept = lambda src, dst, data: None if drop.random() < 0.05 else data
+    key, raw = chunk(seed)
+    net.wait(cores[2], cores[2].put(raw, key, net.now))
+    net.wait(cores[5], cores[5].get(key, net.now))
+    net.run_for(120.0)
+    return net.log
+
+
+def scenario_digest(seed: int) -> str:
+    h = sha256(*(encode([repr(t), repr(s), repr(d), data]) for t, s, d, data in scenario(seed)))
+    return h.hex()
+
+
+def test_the_same_seeds_give_byte_identical_datagrams() -> None:
+    first, second = scenario(7), scenario(7)
+    assert len(first) > 50
+    assert first == second
+    assert scenario(8) != first
+
+
+def test_determinism_does_not_depend_on_the_hash_seed() -> None:
+    """Set and dict order of bytes keys changes with PYTHONHASHSEED; the datagrams must not."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = "from tests.test_core import scenario_digest; print(scenario_digest(7))"
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        digests.add(out.stdout.strip())
+    assert digests == {scenario_digest(7)}
+
+
+# ---- operations fed arbitrary (well-formed, properly signed) responses ----------------------
+
+_IDS = st.binary(min_size=32, max_size=32)
+_CONTACTS = st.lists(
+    st.builds(
+        NodeInfo,
+        _IDS | st.sampled_from([identity(1).node_id, identity(2).node_id]),
+        st.ip_addresses().map(str),
+        st.integers(min_value=1, max_value=65535),
+    ),
+    max_size=6,
+).map(tuple)
+_RAWS = st.lists(st.binary(max_size=64) | st.sampled_from([chunk(20)[1], chunk(21)[1]]), max_size=3)
+RESPONSES: st.SearchStrategy[Body] = st.one_of(
+    st.just(Pong()),
+    st.just(Stored()),
+    st.builds(Nodes, _CONTACTS),
+    st.builds(Value, _RAWS.map(tuple), _CONTACTS),
+    st.builds(ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=20)),
+    st.builds(Listed, st.lists(_IDS, max_size=3).map(tuple), st.none() | _IDS),
+    st.builds(Records, _RAWS.map(tuple)),
+    st.builds(FindNode, _IDS),  # a request where a response is expected
+)
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_operations_survive_any_response_and_always_finish(data: st.DataObject) -> None:
+    a_id, b_id = identity(1), identity(2)
+    b_addr = ("10.0.1.1", 1000)
+    a = NodeCore(a_id, MemoryStore(), rng=random.Random(1), now=0.0)
+    now = 0.0
+    key, raw = chunk(20)
+    ops = [
+        a.ping(b_addr, now),
+        a.list_keys(b_addr, MESH, None, now),
+        a.get_many(b_addr, [key], now),
+    ]
+    # Admit b first, so that lookups, gets and puts have somewhere to start.
+    outcomes: dict[int, Outcome] = {}
+
+    def answer_all() -> None:
+        for data_out, dst in a.datagrams_to_send():
+            msg = decode_message(data_out)
+            if dst != b_addr or not msg.is_request:
+                continue  # every other address is silent
+            nonce = msg.header.challenge
+            proof = None if nonce is None else b_id.sign(challenge_payload(nonce, a_id.node_id))
+            body = data.draw(RESPONSES)
+            if isinstance(msg.body, Ping) and data.draw(st.booleans()):
+                body = Pong()
+            reply = Message(
+                Header(msg.header.txid, b_id.node_id, b_id.public_key, proof=proof), body
+            )
+            a.receive_datagram(encode_message(reply), b_addr, now)
+        while (event := a.next_event()) is not None:
+            outcomes[event.op_id] = event.outcome
+
+    answer_all()
+    if b_id.node_id in a.table:
+        ops += [
+            a.find_node(sha256(b"target"), now),
+            a.get(sha256(b"missing"), now),
+            a.put(raw, key, now),
+        ]
+    for _ in range(200):
+        answer_all()
+        if all(op in outcomes for op in ops):
+            break
+        deadline = a.get_timer()
+        assert deadline is not None
+        now = max(now, deadline)
+        a.handle_timer(now)
+    assert all(op in outcomes for op in ops), "an operation never finished"
+    assert all(isinstance(o, Result | ChorusError) for o in outcomes.values())
+
+
+def test_a_closed_core_answers_nothing() -> None:
+    # NodeCore.close(): "persist contacts and answer nothing more".
+    core = lone_core()
+    core.close()
+    core.receive_datagram(request(Ping(), challenge=b"\x01" * NONCE_BYTES), PEER, 0.0)
+    assert core.datagrams_to_send() == []
+    core.receive_datagram(request(Ping(), version=PROTOCOL_VERSION + 1), PEER, 0.0)
+    assert core.datagrams_to_send() == []
