@@ -671,10 +671,9 @@ def test_store_respects_a_configured_max_record() -> None:
 
 
 def test_store_of_garbage_and_of_non_members() -> None:
-    core = lone_core()
+    core = lone_core(NodeConfig(require_membership=True))
     assert_refused(store_reply(core, sha256(b"x"), b"\x00not cbor"), ErrorCode.MALFORMED)
-    core.is_member = lambda mesh, author: False
-    key, raw = chunk(12)
+    key, raw = chunk(12)  # a chunk of a mesh this node knows nothing of, and no proof
     assert_refused(store_reply(core, key, raw), ErrorCode.NOT_MEMBER)
     assert len(core.store) == 0
 

@@ -36,6 +36,13 @@ class NodeConfig:
     evict_after_failures: int = 3
     """Consecutive failed requests before a contact is dropped (never after one, DESIGN §3)."""
 
+    require_membership: bool = False
+    """Refuse chunks, heads and certs of meshes we cannot judge (no roster, no proof).
+
+    `chorusdht join` turns this on: a node of a memory mesh stores nothing from
+    non-members. The library default keeps a bare overlay usable for tests and
+    benchmarks that store chunks of no real mesh."""
+
     max_record: int = DEFAULT_MAX_RECORD
     """Largest record accepted by STORE; larger ones get TOO_LARGE."""
 

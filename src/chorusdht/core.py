@@ -32,6 +32,7 @@ from .config import NodeConfig
 from .errors import ChorusError, DecodeError, ErrorCode, ValidationError
 from .identity import ED25519, Crypto, Signer
 from .ids import id_to_int, sha256
+from .membership import MembershipBook, membership_proof, verify_proof
 from .messages import (
     MAX_CONTACTS_PER_REPLY,
     MAX_RECORDS_PER_REPLY,
@@ -51,6 +52,7 @@ from .messages import (
     Ping,
     Pong,
     Records,
+    SinceEntry,
     Store,
     Stored,
     Value,
@@ -60,7 +62,18 @@ from .messages import (
     encode_message,
 )
 from .ops import BootstrapOp, GetOp, LookupOp, Op, PutOp, SingleRpcOp
-from .records import MembershipCheck, Record, load_trusted, merge, validate
+from .records import (
+    Cert,
+    Chunk,
+    Genesis,
+    Head,
+    MembershipCheck,
+    Record,
+    Roster,
+    load_trusted,
+    merge,
+    validate,
+)
 from .results import Event, OpDone, Result
 from .routing import Added, BucketFull, Contact, RoutingTable
 from .rto import RttTable
@@ -70,8 +83,13 @@ __all__ = ["NodeCore", "Pending"]
 
 REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 32 KiB datagram
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
+PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
 PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
 REPUBLISH_PACING = 0.05  # seconds between republish batches when many keys are due at once
+
+
+SyncSource = Callable[[tuple[SinceEntry, ...], int, int], tuple[list[bytes], bool]]
+"""(phase vector, offset, limit) -> (chunk keys the asker lacks from `offset` on, more?)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -169,8 +187,11 @@ class NodeCore:
         self.store = store
         self.rng = rng
         self.crypto = crypto
-        self.is_member: MembershipCheck | None = None
+        self.membership = MembershipBook()  # meshes whose genesis (and certs) we hold
+        self._member_proofs: OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]] = OrderedDict()
         self.on_record: Callable[[Record, float], None] | None = None
+        # Pinned meshes answer LIST-with-phase-vector from their log (see messages.List).
+        self.sync_sources: dict[bytes, SyncSource] = {}
         cfg = self.config
         self.table = RoutingTable(
             self.node_id, cfg.k, subnet_limit=cfg.subnet_limit, max_contacts=cfg.max_contacts
@@ -287,9 +308,15 @@ class NodeCore:
         return SingleRpcOp(self, addr, None, Ping()).start(now).op_id
 
     def list_keys(
-        self, addr: tuple[str, int], mesh: bytes, cursor: bytes | None, now: float, limit: int = 256
+        self,
+        addr: tuple[str, int],
+        mesh: bytes,
+        cursor: bytes | None,
+        now: float,
+        limit: int = 256,
+        since: tuple[SinceEntry, ...] | None = None,
     ) -> int:
-        return SingleRpcOp(self, addr, None, List(mesh, cursor, limit)).start(now).op_id
+        return SingleRpcOp(self, addr, None, List(mesh, cursor, limit, since)).start(now).op_id
 
     def get_many(self, addr: tuple[str, int], keys: list[bytes], now: float) -> int:
         return SingleRpcOp(self, addr, None, GetMany(tuple(keys))).start(now).op_id
@@ -304,10 +331,61 @@ class NodeCore:
         if op.report:
             self._events.append(OpDone(op.op_id, outcome))
 
-    def validate(self, key: bytes, raw: bytes) -> Record:
+    def validate(self, key: bytes, raw: bytes, proof: tuple[bytes, ...] = ()) -> Record:
         return validate(
-            key, raw, crypto=self.crypto, max_size=self.config.max_record, is_member=self.is_member
+            key,
+            raw,
+            crypto=self.crypto,
+            max_size=self.config.max_record,
+            is_member=self.member_check(proof),
         )
+
+    # ---- membership ---------------------------------------------------------
+
+    def member_check(self, proof: tuple[bytes, ...] = ()) -> MembershipCheck:
+        """Is `key` a member of `mesh`? Asked of every chunk, head and cert we validate.
+
+        Known meshes answer from their roster view; any mesh answers yes for a key
+        that proved its membership (now, with `proof`, or earlier). A mesh we know
+        nothing of, with no proof, is refused when `config.require_membership`.
+        """
+
+        def check(mesh: bytes, key: bytes) -> bool:
+            if self.membership.is_member(mesh, key) or (mesh, key) in self._member_proofs:
+                return True
+            if proof and verify_proof(mesh, key, list(proof), self.crypto):
+                self._remember_proof(mesh, key, proof)
+                return True
+            return mesh not in self.membership.views and not self.config.require_membership
+
+        return check
+
+    def _remember_proof(self, mesh: bytes, key: bytes, proof: tuple[bytes, ...]) -> None:
+        self._member_proofs[(mesh, key)] = proof
+        self._member_proofs.move_to_end((mesh, key))
+        if len(self._member_proofs) > PROOF_CACHE:
+            self._member_proofs.popitem(last=False)
+
+    def proof_for(self, record: Record) -> tuple[bytes, ...]:
+        """The membership proof to send along with `record` in a STORE (or none)."""
+        if isinstance(record, Chunk | Head):
+            mesh, key = record.mesh, record.author
+        elif isinstance(record, Cert):
+            mesh, key = record.mesh, record.admitter
+        else:
+            return ()
+        cached = self._member_proofs.get((mesh, key))
+        if cached is not None:
+            return cached
+        view = self.membership.views.get(mesh)
+        if view is None or not view.is_member(mesh, key):
+            return ()
+        proof = tuple(membership_proof(view, key))
+        self._remember_proof(mesh, key, proof)
+        return proof
+
+    def store_body(self, record: Record) -> Store:
+        return Store(record.key, record.raw, self.proof_for(record))
 
     def local_record(self, key: bytes) -> Record | None:
         """The record stored here under `key` (validated when it was stored)."""
@@ -320,13 +398,17 @@ class NodeCore:
             self.stats["local_invalid"] += 1
             return None
 
+    def keep_local(self, record: Record, now: float) -> None:
+        """Commit a record this node made or already validated (the memory layer's path)."""
+        self._accept(record, now)
+
     def cache_record(self, record: Record, now: float) -> None:
         """Keep a copy a get found (validated), so later reads and repairs can use it."""
         with contextlib.suppress(ValidationError):  # a newer head is already here
             self._accept(record, now)
 
     def send_store(self, node_id: bytes, addr: tuple[str, int], record: Record, now: float) -> None:
-        self.request(addr, node_id, Store(record.key, record.raw), _Fire(self, False), now)
+        self.request(addr, node_id, self.store_body(record), _Fire(self, False), now)
 
     def request(
         self, addr: tuple[str, int], node_id: bytes | None, body: Body, owner: Op, now: float
@@ -624,14 +706,23 @@ class NodeCore:
         elif isinstance(body, Store):
             reply = self._store_request(body, now)
         elif isinstance(body, List):
-            keys = self.store.list_mesh(body.mesh, body.cursor, body.limit)
-            reply = Listed(tuple(keys), keys[-1] if len(keys) == body.limit else None)
+            reply = self._list(body)
         elif isinstance(body, GetMany):
             reply = Records(self._records_for(body.keys))
         else:  # pragma: no cover - decode_message only yields the types above
             return
         self._reply(h, addr, reply)
         self._learn(h.sender_id, addr, now)
+
+    def _list(self, body: List) -> Listed:
+        source = self.sync_sources.get(body.mesh) if body.since is not None else None
+        if source is None or body.since is None:
+            keys = self.store.list_mesh(body.mesh, body.cursor, body.limit)
+            return Listed(tuple(keys), keys[-1] if len(keys) == body.limit else None)
+        offset = int.from_bytes(body.cursor, "big") if body.cursor is not None else 0
+        keys, more = source(body.since, offset, body.limit)
+        nxt = (offset + len(keys)).to_bytes(32, "big") if more else None
+        return Listed(tuple(keys), nxt)
 
     def _closest_info(self, target: bytes, exclude: bytes) -> tuple[NodeInfo, ...]:
         n = min(self.config.k, MAX_CONTACTS_PER_REPLY)
@@ -660,7 +751,7 @@ class NodeCore:
             self.stats["restored_fresh"] += 1
             return Stored()
         try:
-            record = self.validate(body.key, body.record)
+            record = self.validate(body.key, body.record, body.proof)
             self._accept(record, now)
         except ValidationError as e:
             self.stats[f"store_rejected_{e.code.value}"] += 1
@@ -679,6 +770,12 @@ class NodeCore:
 
     def _keep(self, record: Record, now: float) -> None:
         self.store.put(record.key, record.raw, mesh=record.mesh, kind=record.kind)
+        if isinstance(record, Genesis):
+            self.membership.add_genesis(record)
+        elif isinstance(record, Roster):
+            self.membership.add_roster(record)
+        elif isinstance(record, Cert) and record.mesh in self.membership.views:
+            self.membership.add_cert(record)
         self.stats["records_stored"] += 1
         self._fresh(record.key, now)
         if self.on_record is not None:

@@ -41,6 +41,7 @@ __all__ = [
     "Ping",
     "Pong",
     "Records",
+    "SinceEntry",
     "Store",
     "Stored",
     "Value",
@@ -57,6 +58,7 @@ CHALLENGE_CONTEXT = b"chorusdht/challenge/v1"  # domain separation for challenge
 MAX_CONTACTS_PER_REPLY = 32  # k is 20 by default; a reply never needs more than k
 MAX_KEYS_PER_REQUEST = 256  # LIST pages and GET_MANY batches; keeps a request under ~9 KiB
 MAX_RECORDS_PER_REPLY = 64  # a VALUE/RECORDS reply is also bounded by the datagram size
+MAX_PROOF_RECORDS = 8  # genesis + a chain of 7 admissions; longer chains are not carried
 HOST_CACHE = 4096  # parsed addresses remembered; ipaddress parsing dominated reply decoding
 
 
@@ -106,17 +108,37 @@ class FindValue:
 
 @dataclass(frozen=True, slots=True)
 class Store:
+    """STORE(key, record). `proof` optionally carries the records that prove the
+    signer's membership (genesis, then certs: membership.membership_proof), so a
+    node that has never seen the mesh can still refuse non-members."""
+
     key: bytes
     record: bytes
+    proof: tuple[bytes, ...] = ()
     TYPE = "store"
 
 
 @dataclass(frozen=True, slots=True)
 class List:
+    """LIST(mesh, cursor): a page of the keys held for `mesh`, in key order.
+
+    With `since` (a phase vector: per author, the seq it holds up to, and the hash
+    of that chunk), a pinning node answers with the chunks the asker lacks instead,
+    in causal order: the anti-entropy exchange of DESIGN §6, costing what is new.
+    """
+
     mesh: bytes
     cursor: bytes | None
     limit: int
+    since: tuple[SinceEntry, ...] | None = None
     TYPE = "list"
+
+
+@dataclass(frozen=True, slots=True)
+class SinceEntry:
+    author: bytes
+    seq: int
+    tip: bytes  # hash of the author's chunk at `seq` (32 zero bytes: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +258,16 @@ def _body_fields(body: Body) -> dict[str, Any]:
             return {"target": target}
         case FindValue(key):
             return {"key": key}
-        case Store(key, record):
-            return {"key": key, "rec": record}
-        case List(mesh, cursor, limit):
-            return {"mesh": mesh, "cursor": cursor, "limit": limit}
+        case Store(key, record, proof):
+            out: dict[str, Any] = {"key": key, "rec": record}
+            if proof:
+                out["proof"] = list(proof)
+            return out
+        case List(mesh, cursor, limit, since):
+            out = {"mesh": mesh, "cursor": cursor, "limit": limit}
+            if since is not None:
+                out["since"] = [e.author + e.seq.to_bytes(8, "big") + e.tip for e in since]
+            return out
         case GetMany(keys):
             return {"keys": list(keys)}
         case Nodes(nodes):
@@ -339,12 +367,20 @@ def _decode_body(t: object, f: _Fields) -> Body:
         case "find_value":
             return FindValue(f.bytes_("key", 32))
         case "store":
-            return Store(f.bytes_("key", 32), f.bytes_("rec"))
+            proof = f.bytes_list("proof", MAX_PROOF_RECORDS) if "proof" in f.m else ()
+            return Store(f.bytes_("key", 32), f.bytes_("rec"), proof)
         case "list":
+            since = None
+            if "since" in f.m:
+                since = tuple(
+                    SinceEntry(e[:32], int.from_bytes(e[32:40], "big"), e[40:])
+                    for e in f.bytes_list("since", MAX_KEYS_PER_REQUEST, 72)
+                )
             return List(
                 f.bytes_("mesh", 32),
                 f.raw("cursor", 32, optional=True),
                 f.int_("limit", 1, MAX_KEYS_PER_REQUEST),
+                since,
             )
         case "get_many":
             return GetMany(f.bytes_list("keys", MAX_KEYS_PER_REQUEST, 32))

@@ -27,6 +27,8 @@ from .config import NodeConfig
 from .core import NodeCore
 from .errors import ChorusError, StoreError
 from .identity import Identity, Signer, load_or_create_identity
+from .messages import SinceEntry
+from .records import Record
 from .results import (
     BootstrapResult,
     GetResult,
@@ -63,6 +65,9 @@ class Node:
         self.transport = transport
         self._waiters: dict[int, _Waiter] = {}
         self._timer_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self.meshes: dict[bytes, Any] = {}  # mesh id -> chorusdht.mesh.Mesh followed here
+        core.on_record = self._on_record
 
     @property
     def node_id(self) -> bytes:
@@ -75,9 +80,27 @@ class Node:
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled. Use `await nursery.start(node.serve)`."""
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._receive_loop)
             await nursery.start(self._timer_loop)
             task_status.started()
+
+    def spawn(self, fn: Any, *args: Any) -> None:
+        """Run a background task for as long as this node serves (meshes use this)."""
+        if self._nursery is None:
+            raise RuntimeError("the node is not serving")
+        self._nursery.start_soon(fn, *args)
+
+    async def start(self, fn: Any, *args: Any) -> Any:
+        """Start a background task that reports readiness (`task_status`)."""
+        if self._nursery is None:
+            raise RuntimeError("the node is not serving")
+        return await self._nursery.start(fn, *args)
+
+    def _on_record(self, record: Record, now: float) -> None:
+        mesh = self.meshes.get(record.mesh)
+        if mesh is not None:
+            mesh.on_record(record)
 
     async def _receive_loop(self) -> None:
         while True:
@@ -147,9 +170,14 @@ class Node:
         return await self._wait(op, PingResult)
 
     async def list_keys(
-        self, addr: Address, mesh: bytes, cursor: bytes | None = None, limit: int = 256
+        self,
+        addr: Address,
+        mesh: bytes,
+        cursor: bytes | None = None,
+        limit: int = 256,
+        since: tuple[SinceEntry, ...] | None = None,
     ) -> ListResult:
-        op = self.core.list_keys(addr, mesh, cursor, trio.current_time(), limit)
+        op = self.core.list_keys(addr, mesh, cursor, trio.current_time(), limit, since)
         return await self._wait(op, ListResult)
 
     async def get_many(self, addr: Address, keys: list[bytes]) -> RecordsResult:

@@ -28,7 +28,6 @@ from .messages import (
     Nodes,
     Ping,
     Records,
-    Store,
     Stored,
     Value,
 )
@@ -253,7 +252,7 @@ class PutOp(Op):
 
     def _send(self, node_id: bytes, addr: tuple[str, int], now: float) -> None:
         self.waiting += 1
-        self.request(addr, node_id, Store(self.record.key, self.record.raw), now)
+        self.request(addr, node_id, self.core.store_body(self.record), now)
 
     def on_response(self, p: Pending, msg: Message, now: float) -> None:
         if self.finished:

@@ -1,0 +1,448 @@
+"""A memory mesh as one node sees it: found, admit, append, render, and stay in sync.
+
+    mesh = await Mesh.create(node, "team-memory")          # this node's key founds it
+    await mesh.admit(other_public_key)
+    res = await mesh.append(b"...", wait="replicated")     # AppendResult(key, seq, replicas)
+    mesh.timeline(); mesh.phase()                          # same on every complete node
+
+How a mesh lives in the DHT (every record is put on the k closest nodes):
+
+    key                                   record
+    mesh id = SHA-256(genesis bytes)      genesis
+    roster_key(mesh)                      roster (union of certificates, self-proving)
+    SHA-256(cert bytes)                   each certificate
+    head_key(mesh, author)                each author's latest head (highest seq wins)
+    SHA-256(chunk bytes)                  every chunk
+
+Appending never waits on another writer: the chunk is signed and committed to
+this node's store first, then replicated — inline with `wait="replicated"`, or by
+a background worker with `wait="local"`. A slow writer's chunks simply arrive
+later and merge into their causal place (memlog.MeshLog).
+
+A pinning node keeps every record of the mesh and syncs by anti-entropy
+(DESIGN §6): each round it sends its phase vector to one random member's node
+(LIST with `since`), which answers with the keys of exactly what is missing, in
+causal order; the chunks then come in GET_MANY batches. A round costs what is new.
+The DHT path (roster → heads → chunks, `fetch_dht`) is the fallback, and how a
+new member finds its first copy.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import trio
+
+from .errors import ChorusError, ErrorCode, LocalError, NetworkError, NotFound, ValidationError
+from .identity import Signer
+from .ids import sha256
+from .memlog import MeshLog
+from .messages import MAX_KEYS_PER_REQUEST, MAX_RECORDS_PER_REPLY, SinceEntry
+from .node import Node
+from .records import (
+    DEFAULT_POLICY,
+    Cert,
+    Chunk,
+    Genesis,
+    Head,
+    Policy,
+    Record,
+    Roster,
+    head_key,
+    load_trusted,
+    make_cert,
+    make_genesis,
+    make_head,
+    roster_key,
+)
+from .transport import Address
+
+__all__ = ["AppendResult", "Mesh", "Phase", "SyncReport"]
+
+ZERO = b"\x00" * 32
+REPLICATION_WORKERS = 4  # background puts in flight per mesh (wait="local" appends)
+SYNC_BATCH = MAX_RECORDS_PER_REPLY  # keys per GET_MANY during sync
+ENVELOPE_SLACK = 512  # bytes a chunk's envelope adds around its payload
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    key: bytes
+    seq: int
+    replicas: int  # replicas that acknowledged (0 with wait="local": replication is under way)
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    vector: dict[bytes, int]  # author public key -> highest seq of its complete chain
+    root: bytes  # SHA-256 over the ordered chunk hashes
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    peer: Address | None
+    fetched: int  # new chunks merged this round
+
+
+def _wall_ms() -> int:
+    return int(_time.time() * 1000)
+
+
+class Mesh:
+    """One mesh followed by one node. Build it with `create`, `join` or `load`."""
+
+    def __init__(
+        self,
+        node: Node,
+        genesis: Genesis,
+        author: Signer,
+        *,
+        pin: bool = True,
+        clock: Callable[[], int] = _wall_ms,
+    ) -> None:
+        self.node = node
+        self.core = node.core
+        self.genesis = genesis
+        self.id = genesis.key
+        self.author = author
+        self.pin = pin
+        self.clock = clock
+        self.view = self.core.membership.add_genesis(genesis)
+        self.log = MeshLog(self.id, is_member=self.core.member_check())
+        self.rejected = 0
+        self._since_cache: tuple[tuple[SinceEntry, ...], list[bytes]] | None = None
+        self._peers: dict[bytes, Address] = {}  # member node id -> address
+        send, recv = trio.open_memory_channel[Record](2**31 - 1)
+        self._to_replicate, self._replicate_queue = send, recv
+        self.pending_replication = 0
+        node.meshes[self.id] = self
+        self.core.sync_sources[self.id] = self._since_source
+        self._load_local()
+
+    # ---- construction -------------------------------------------------------
+
+    @classmethod
+    async def create(
+        cls, node: Node, name: str, *, author: Signer | None = None, policy: Policy = DEFAULT_POLICY
+    ) -> Mesh:
+        """Found a new mesh with `author` (default: the node's own key) as founder."""
+        author = author or node.core.identity
+        genesis = make_genesis(author, name, policy)
+        mesh = cls(node, genesis, author)
+        mesh._keep(genesis)
+        mesh._keep(mesh.view.roster())
+        await mesh.start()
+        await mesh._publish(genesis)
+        await mesh._publish(mesh.view.roster())
+        return mesh
+
+    @classmethod
+    async def join(
+        cls, node: Node, mesh_id: bytes, *, author: Signer | None = None, pin: bool = True
+    ) -> Mesh:
+        """Follow an existing mesh: fetch its genesis and roster, then its log."""
+        if mesh_id in node.meshes:
+            existing: Mesh = node.meshes[mesh_id]
+            return existing
+        try:
+            got = await node.get(mesh_id)
+        except NotFound:
+            raise LocalError(f"unknown mesh {mesh_id.hex()}: no node holds its genesis") from None
+        if not isinstance(got.record, Genesis):
+            raise LocalError(f"{mesh_id.hex()} is not a mesh id")
+        mesh = cls(node, got.record, author or node.core.identity, pin=pin)
+        mesh._keep(got.record)
+        await mesh.start()
+        await mesh.refresh_roster()
+        await mesh.fetch_dht()
+        return mesh
+
+    @classmethod
+    def load(cls, node: Node, mesh_id: bytes, *, author: Signer | None = None) -> Mesh:
+        """Follow a mesh whose records this node's store already holds (a restart)."""
+        raw = node.core.store.get(mesh_id)
+        if raw is None:
+            raise LocalError(f"unknown mesh {mesh_id.hex()}: not in this node's store")
+        genesis = load_trusted(mesh_id, raw)
+        if not isinstance(genesis, Genesis):
+            raise LocalError(f"{mesh_id.hex()} is not a mesh id")
+        return cls(node, genesis, author or node.core.identity)
+
+    def _load_local(self) -> None:
+        """Rebuild the view and the log from what the local store holds for this mesh."""
+        store, cursor = self.core.store, None
+        chunks: list[Chunk] = []
+        while True:
+            keys = store.list_mesh(self.id, cursor, 1024)
+            for key in keys:
+                raw = store.get(key)
+                if raw is None:
+                    continue
+                rec = load_trusted(key, raw)
+                if isinstance(rec, Roster):
+                    self.view.add_certs(rec.certs)
+                elif isinstance(rec, Cert):
+                    self.view.add_cert(rec)
+                elif isinstance(rec, Chunk):
+                    chunks.append(rec)
+            if len(keys) < 1024:
+                break
+            cursor = keys[-1]
+        for c in chunks:
+            self._add_chunk(c)
+
+    async def start(self) -> None:
+        """Start the background replication workers (called by create/join)."""
+        for _ in range(REPLICATION_WORKERS):
+            self.node.spawn(self._replicate_worker)
+
+    # ---- records ------------------------------------------------------------
+
+    def _keep(self, record: Record) -> None:
+        """Validate-free local commit of a record we made or already validated."""
+        self.core.keep_local(record, trio.current_time())
+
+    async def _publish(self, record: Record, quorum: int | None = None) -> int:
+        try:
+            res = await self.node.put(record.raw, record.key, quorum=quorum)
+        except ChorusError:
+            return 0
+        return res.acks
+
+    def on_record(self, record: Record) -> None:
+        """A record of this mesh was stored here (a STORE from a peer, or our own)."""
+        if isinstance(record, Chunk):
+            self._add_chunk(record)
+        elif isinstance(record, Roster):
+            self.view.add_certs(record.certs)
+        elif isinstance(record, Cert):
+            self.view.add_cert(record)
+
+    def _add_chunk(self, chunk: Chunk) -> bool:
+        try:
+            return self.log.add(chunk)
+        except ValidationError:
+            self.rejected += 1
+            return False
+
+    # ---- the public API -----------------------------------------------------
+
+    async def admit(self, member: bytes) -> Cert:
+        """Admit `member` (a raw 32-byte Ed25519 public key); the author must be a member."""
+        if len(member) != 32:
+            raise LocalError("a member key is 32 bytes (64 hex digits)")
+        if not self.view.is_member(self.id, self.author.public_key):
+            raise LocalError("only a member can admit: this node's key is not a member")
+        cert = make_cert(self.author, self.id, member)
+        self.view.add_cert(cert)
+        self._keep(cert)
+        roster = self.view.roster()
+        self._keep(roster)
+        await self._publish(cert)
+        await self._publish(roster)
+        return cert
+
+    async def append(
+        self, payload: bytes, *, wait: Literal["local", "replicated"] = "local"
+    ) -> AppendResult:
+        """Write an entry. It is durable here first; `wait` says whether to await replicas."""
+        if not self.view.is_member(self.id, self.author.public_key):
+            raise ValidationError(ErrorCode.NOT_MEMBER, "this key is not a member of the mesh")
+        limit = self.core.config.max_record - ENVELOPE_SLACK
+        if len(payload) > limit:
+            raise ValidationError(
+                ErrorCode.TOO_LARGE, f"payload is {len(payload)} bytes, the limit is {limit}"
+            )
+        chunk = self.log.append(self.author, payload, time=self.clock())
+        head = make_head(
+            self.author, mesh=self.id, seq=chunk.seq, chunk_hash=chunk.key, lamport=chunk.lamport
+        )
+        self._keep(chunk)
+        self._keep(head)
+        if wait == "local":
+            self.pending_replication += 2
+            self._to_replicate.send_nowait(chunk)
+            self._to_replicate.send_nowait(head)
+            return AppendResult(chunk.key, chunk.seq, 0)
+        acks = await self._publish(chunk)
+        await self._publish(head, quorum=1)
+        return AppendResult(chunk.key, chunk.seq, acks)
+
+    async def _replicate_worker(self) -> None:
+        async for record in self._replicate_queue:
+            try:
+                if isinstance(record, Head) and record.seq < self.log.phase().get(record.author, 0):
+                    continue  # a newer head is queued behind it
+                await self._publish(record, quorum=1)
+            finally:
+                self.pending_replication -= 1
+
+    def timeline(self) -> list[Chunk]:
+        return self.log.timeline()
+
+    def phase(self) -> Phase:
+        return Phase(dict(self.log.phase()), self.log.root(), len(self.log.timeline()))
+
+    def dangling(self) -> dict[bytes, frozenset[bytes]]:
+        return self.log.dangling()
+
+    # ---- sync ---------------------------------------------------------------
+
+    def _since_source(
+        self, since: tuple[SinceEntry, ...], offset: int, limit: int
+    ) -> tuple[list[bytes], bool]:
+        """Answer a peer's phase vector with the keys it lacks (cached across pages)."""
+        if self._since_cache is None or self._since_cache[0] != since:
+            phase = {e.author: e.seq for e in since}
+            tips = {e.author: e.tip for e in since if e.tip != ZERO}
+            keys = [c.key for c in self.log.since(phase, tips=tips)]
+            self._since_cache = (since, keys)
+        keys = self._since_cache[1]
+        return keys[offset : offset + limit], offset + limit < len(keys)
+
+    def _my_since(self) -> tuple[SinceEntry, ...]:
+        tips = self.log.tips()
+        return tuple(
+            SinceEntry(a, s, tips.get(a, ZERO)) for a, s in sorted(self.log.phase().items())
+        )
+
+    async def peers(self) -> list[Address]:
+        """Addresses of the other members' nodes (a member's node id is its key's hash)."""
+        out = []
+        for member in sorted(self.view.members()):
+            node_id = sha256(member)
+            if node_id == self.core.node_id:
+                continue
+            addr = self._peers.get(node_id)
+            if addr is None:
+                contact = self.core.table.get(node_id)
+                if contact is None:
+                    try:
+                        res = await self.node.find_node(node_id)
+                    except ChorusError:
+                        continue
+                    hit = [n for n in res.nodes if n.node_id == node_id]
+                    if not hit:
+                        continue
+                    addr = (hit[0].host, hit[0].port)
+                else:
+                    addr = contact.addr
+                self._peers[node_id] = addr
+            out.append(addr)
+        return out
+
+    async def sync(self, peer: Address | None = None) -> SyncReport:
+        """One anti-entropy round: our phase vector to one random member's node."""
+        if peer is None:
+            candidates = await self.peers()
+            if not candidates:
+                return SyncReport(None, 0)
+            peer = self.core.rng.choice(candidates)
+        since = self._my_since()
+        fetched, cursor = 0, None
+        while True:
+            try:
+                page = await self.node.list_keys(
+                    peer, self.id, cursor, MAX_KEYS_PER_REQUEST, since=since
+                )
+            except NetworkError:
+                self._peers = {k: v for k, v in self._peers.items() if v != peer}
+                break
+            fetched += await self._fetch(peer, [k for k in page.keys if k not in self.log])
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        return SyncReport(peer, fetched)
+
+    async def _fetch(self, peer: Address, keys: list[bytes]) -> int:
+        """GET_MANY `keys` from `peer` in batches; merge every valid chunk."""
+        new = 0
+        roster_refreshed = False
+        while keys:
+            batch, keys = keys[:SYNC_BATCH], keys[SYNC_BATCH:]
+            try:
+                got = await self.node.get_many(peer, batch)
+            except NetworkError:
+                return new
+            if not got.records:
+                break  # the peer no longer holds them: give up this round
+            served = set()
+            for raw in got.records:
+                key = sha256(raw)
+                served.add(key)
+                try:
+                    rec = self.core.validate(key, raw)
+                except ValidationError as e:
+                    if e.code is ErrorCode.NOT_MEMBER and not roster_refreshed:
+                        roster_refreshed = True
+                        await self.refresh_roster()
+                        try:
+                            rec = self.core.validate(key, raw)
+                        except ValidationError:
+                            self.rejected += 1
+                            continue
+                    else:
+                        self.rejected += 1
+                        continue
+                if isinstance(rec, Chunk) and rec.mesh == self.id:
+                    self._keep(rec)
+                    new += 1
+            keys = [k for k in batch if k not in served] + keys  # what the reply left out
+        return new
+
+    async def refresh_roster(self) -> None:
+        """Fetch the roster from the DHT and merge its certificates."""
+        try:
+            got = await self.node.get(roster_key(self.id))
+        except NotFound:
+            return
+        if isinstance(got.record, Roster) and got.record.mesh == self.id:
+            self.view.add_certs(got.record.certs)
+            self._keep(got.record)
+
+    async def fetch_dht(self) -> int:
+        """The DHT path: every member's head, then `prev`/`parents` walks. Returns chunks added."""
+        added = 0
+        wanted: list[bytes] = []
+        for member in sorted(self.view.members()):
+            try:
+                got = await self.node.get(head_key(self.id, member))
+            except NotFound:
+                continue
+            if isinstance(got.record, Head) and got.record.hash not in self.log:
+                wanted.append(got.record.hash)
+        seen: set[bytes] = set()
+        while wanted:
+            key = wanted.pop()
+            if key in seen or key in self.log:
+                continue
+            seen.add(key)
+            try:
+                got = await self.node.get(key)
+            except NotFound:
+                continue
+            rec = got.record
+            if isinstance(rec, Chunk) and rec.mesh == self.id:
+                self._keep(rec)
+                added += 1
+                wanted.extend(d for d in (rec.prev, *rec.parents) if d is not None)
+        return added
+
+    async def sync_forever(
+        self, interval: float, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Anti-entropy rounds every `interval` seconds (jittered), plus the DHT path
+        when no member's node can be reached."""
+        task_status.started()
+        while True:
+            await trio.sleep(interval * self.core.rng.uniform(0.75, 1.25))
+            try:
+                report = await self.sync()
+                if report.peer is None:
+                    await self.fetch_dht()
+            except ChorusError:
+                pass
