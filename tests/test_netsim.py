@@ -86,11 +86,6 @@ def test_nuke_small_keeps_the_analytic_bound(tmp_path: Path) -> None:
         assert run["gets"]["after_nuke"]["wrong_value"] == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core repair (src/chorusdht/core.py, being reworked in parallel) lets 10 of 50 "
-    "chunks die before 1% remain at 100 nodes; 100% with the core of 10:59 today",
-)
 @pytest.mark.timeout(60)
 def test_waves_small_every_chunk_survives_in_the_last_one_percent() -> None:
     run = run_scenario("waves", seed=1, nodes=100)["run"]
@@ -142,11 +137,6 @@ def test_churn_small_loses_no_chunk(tmp_path: Path) -> None:
     assert all(c["zero"] == 0 for c in run["replicas"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="one live Pi Zero contact is dropped from a table at 90 nodes (seed 1): "
-    "reported to the core; the lookup-timeout half of the check passes",
-)
 @pytest.mark.timeout(60)
 def test_hetero_small_no_class_times_out_and_no_pizero_is_evicted() -> None:
     run = run_scenario("hetero", seed=1, nodes=90)["run"]

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from chorusdht import Identity, NodeConfig, open_node
-
-from .conftest import chunk_for
+from chorusdht import Identity, NodeConfig, make_chunk, open_node
+from chorusdht.records import make_genesis
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +44,27 @@ async def start_node(data_dir: Path, port: int) -> trio.Process:
 async def test_acknowledged_store_survives_sigkill(tmp_path: Path) -> None:
     subprocess.run([CHORUSDHT, "init", "--data-dir", str(tmp_path / "node")], check=True)
     port = free_udp_port()
-    key, raw = chunk_for(Identity.from_seed(b"\x07" * 32), 1)
+    # `chorusdht join` refuses chunks of meshes it cannot judge, so write a real one:
+    # a genesis by the author, then a chunk whose STORE carries the membership proof.
+    author = Identity.from_seed(b"\x07" * 32)
+    genesis = make_genesis(author, "restart-test")
+    chunk = make_chunk(
+        author,
+        mesh=genesis.key,
+        seq=1,
+        prev=None,
+        lamport=1,
+        time=0,
+        payload=b"kept across SIGKILL",
+    )
+    key, raw = chunk.key, chunk.raw
     config = NodeConfig(k=4, write_quorum=1)
     with trio.fail_after(60):
         proc = await start_node(tmp_path / "node", port)
         try:
             async with open_node(config=config) as writer:
                 await writer.bootstrap([("127.0.0.1", port)])
+                await writer.put(genesis.raw, genesis.key)
                 result = await writer.put(raw, key)
                 assert result.acks >= 1 and len(result.replicas) == 1
         finally:

@@ -82,6 +82,8 @@ from .store import RecordStore, StoredContact
 __all__ = ["NodeCore", "Pending"]
 
 REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 32 KiB datagram
+DROP_AFTER_STALE = 3  # a stale contact silent for 3x the stale threshold is dropped outright
+HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
 PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
 PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
@@ -131,10 +133,8 @@ class _EvictPing(Op):
         self.finish_quietly()
 
     def on_timeout(self, p: Pending, now: float) -> None:
-        promoted = self.core.table.ping_failed(self.oldest.node_id)
-        self.core.stats["evicted"] += 1
-        if promoted is not None:
-            self.core.on_contact_added(promoted, now)
+        # One missed PING is not death (DESIGN §3): the failure was already counted,
+        # and the contact is replaced only once it is stale (`_contact_failed`).
         self.finish_quietly()
 
     def finish_quietly(self) -> None:
@@ -154,6 +154,20 @@ class _Admit(Op):
 
     def on_timeout(self, p: Pending, now: float) -> None:
         self.core.verifying.discard(self.node_id)
+
+
+class _Probe(Op):
+    """PING a suspect contact: an answer clears it, a failure counts one more."""
+
+    def __init__(self, core: NodeCore, node_id: bytes) -> None:
+        super().__init__(core, False)
+        self.node_id = node_id
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        self.core.probing_done(self.node_id)
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        self.core.probing_done(self.node_id)
 
 
 class _Fire(Op):
@@ -211,6 +225,9 @@ class NodeCore:
         self._due_heap: list[tuple[float, bytes]] = []
         self._republish_soon = False
         self._dead_since_sweep: list[int] = []
+        self._handoff_queue: list[Contact] = []
+        self._contacts_dirty = False
+        self._probing: set[bytes] = set()
         self._first_death = 0.0
         self._fresh_at: dict[bytes, float] = {}
         self._closed = False
@@ -480,6 +497,12 @@ class NodeCore:
         stale = [c for c in self.table if c.failures >= threshold]
         for c in stale[:PROBES_PER_TICK]:
             self.request(c.addr, c.node_id, Ping(), _Fire(self, False), now)
+        if len(self.table) - len(stale) < self.config.k:
+            # Few live contacts (a mass failure): try contacts we knew before, so
+            # survivors that never met find each other again.
+            known = [sc for sc in self.store.load_contacts() if sc.node_id not in self.table]
+            for sc in self.rng.sample(known, min(PROBES_PER_TICK, len(known))):
+                self.request((sc.host, sc.port), sc.node_id, Ping(), _Fire(self, False), now)
         interval = self.config.stale_probe_interval
         self._schedule(now + interval * self.rng.uniform(0.75, 1.25), self._probe_tick)
 
@@ -488,7 +511,8 @@ class NodeCore:
         self._schedule(now + self.config.contacts_save_interval, self._save_contacts_tick)
 
     def _save_contacts(self) -> None:
-        if not self._closed:
+        if not self._closed and self._contacts_dirty:
+            self._contacts_dirty = False
             self.store.save_contacts(
                 [StoredContact(c.node_id, c.addr[0], c.addr[1], c.last_seen) for c in self.table]
             )
@@ -616,19 +640,39 @@ class NodeCore:
         failures = self.table.record_failure(node_id)
         threshold = self.config.evict_after_failures
         if failures < threshold:
+            # Suspect: confirm quickly with a PING of its own (lookups now avoid it,
+            # so without a probe it might never be tried, nor repaired around).
+            if node_id not in self._probing:
+                self._probing.add(node_id)
+                probe = _Probe(self, node_id)
+
+                def send(t: float) -> None:
+                    self.request(contact.addr, node_id, Ping(), probe, t)
+
+                self._schedule(now + self.rng.uniform(0.1, 1.0), send)
             return
         if failures == threshold:
             self.stats["stale"] += 1
             self._repair_around(node_id, now)
-        if self.table.replacements(node_id):
+        # Replace a stale contact as soon as someone waits for its place; drop it
+        # anyway once it has stayed silent through several probes.
+        if self.table.replacements(node_id) or failures >= DROP_AFTER_STALE * threshold:
             self.table.remove(node_id)
+            self._contacts_dirty = True
             self.stats["evicted"] += 1
+
+    def probing_done(self, node_id: bytes) -> None:
+        self._probing.discard(node_id)
 
     def healthy_closest(self, target: bytes, n: int) -> list[Contact]:
         """The `n` closest contacts that are not stale."""
         threshold = self.config.evict_after_failures
         near = self.table.closest(target, 2 * n)
-        return [c for c in near if c.failures < threshold][:n]
+        healthy = [c for c in near if c.failures < threshold]
+        if len(healthy) < n and len(near) == 2 * n:  # many stale ones: look further out
+            near = self.table.closest(target, len(self.table))
+            healthy = [c for c in near if c.failures < threshold]
+        return healthy[:n]
 
     def _contact_alive(
         self, node_id: bytes, addr: tuple[str, int], now: float, verified: bool
@@ -648,24 +692,40 @@ class NodeCore:
 
     def on_contact_added(self, contact: Contact, now: float) -> None:
         self.stats["contacts_added"] += 1
+        self._contacts_dirty = True
         if self.config.handoff and self._due:
-            self._handoff(contact, now)
+            if not self._handoff_queue:
+                self._schedule(now + self.rng.uniform(0.5, 1.0) * HANDOFF_DELAY, self._handoff)
+            self._handoff_queue.append(contact)
 
-    def _handoff(self, new: Contact, now: float) -> None:
-        """Push keys to a new node that is now among their k closest, if we are closest."""
+    def _handoff(self, now: float) -> None:
+        """Push keys to newly met nodes that are now among their k closest, if we are closest.
+
+        New contacts are batched (a join wave brings many at once), so one pass
+        over the held keys serves all of them: keys × one `closest` call.
+        """
+        new, self._handoff_queue = self._handoff_queue, []
+        new = [c for c in new if c.node_id in self.table]
+        if not new:
+            return
         k = self.config.k
+        fresh = {c.node_id for c in new}
         for key in list(self._due):
             t = id_to_int(key)
-            near = self.table.closest(key, k + 1)
-            others = [c for c in near if c.node_id != new.node_id][:k]
+            near = self.table.closest(key, k + len(new))
+            others = [c for c in near if c.node_id not in fresh]
             if others and (self.node_id_int ^ t) > (others[0].int_id ^ t):
                 continue  # another known node is closer: let it hand off
-            if len(others) >= k and (new.int_id ^ t) > (others[-1].int_id ^ t):
-                continue  # the new node is not among the k closest
+            bound = others[k - 1].int_id ^ t if len(others) >= k else 1 << 256
+            targets = [c for c in new if (c.int_id ^ t) < bound]
+            if not targets:
+                continue
             record = self.local_record(key)
-            if record is not None:
+            if record is None:
+                continue
+            for c in targets:
                 self.stats["handoffs"] += 1
-                self.send_store(new.node_id, new.addr, record, now)
+                self.send_store(c.node_id, c.addr, record, now)
 
     def _learn(self, node_id: bytes, addr: tuple[str, int], now: float) -> None:
         """A request came from `node_id`: refresh it, or challenge it before admitting it."""
