@@ -35,7 +35,10 @@ def sim(
         Path | None, typer.Option(help="Write metrics.json and PNG plots into this directory.")
     ] = None,
 ) -> None:
-    """Run a netsim scenario: the real node core, many nodes, virtual time."""
+    """Run a netsim scenario: the real node core, many nodes, virtual time.
+
+    Example: chorusdht sim nuke-overlay --seed 7 --out ./sim-out
+    """
     err = Console(stderr=True)
     try:
         find_scenario(scenario)

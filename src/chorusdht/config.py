@@ -43,6 +43,19 @@ class NodeConfig:
     non-members. The library default keeps a bare overlay usable for tests and
     benchmarks that store chunks of no real mesh."""
 
+    rate_limit_per_ip: int | None = 1024
+    """Requests per second accepted from one IP address (OpenDHT's default); None: off."""
+
+    rate_limit_global: int | None = 8192
+    """Requests per second accepted in all (OpenDHT's default); None: off."""
+
+    max_store_bytes: int | None = 1 << 30
+    """Record bytes this node accepts from others before answering QUOTA (1 GiB).
+    Pinned meshes are exempt: they are never refused or evicted."""
+
+    max_bytes_per_origin: int | None = 64 << 20
+    """Record bytes accepted from one source address (64 MiB), so one peer cannot fill us."""
+
     max_record: int = DEFAULT_MAX_RECORD
     """Largest record accepted by STORE; larger ones get TOO_LARGE."""
 

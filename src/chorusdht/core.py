@@ -83,6 +83,8 @@ __all__ = ["NodeCore", "Pending"]
 
 REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 32 KiB datagram
 DROP_AFTER_STALE = 3  # a stale contact silent for 3x the stale threshold is dropped outright
+RATE_LIMIT_TRACKED_IPS = 65536  # source IPs with a token bucket (LRU); ~6 MB at most
+RATE_LIMIT_REPLY_EVERY = 64  # answer one dropped request in 64 with RATE_LIMITED, drop the rest
 HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
 PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
@@ -112,6 +114,22 @@ class Pending:
     # attempt it answers and always gives a true RTT sample (no Karn ambiguity,
     # which would otherwise stop a 2 s contact from ever teaching us its RTT).
     sends: list[tuple[bytes, float]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """A token bucket: `rate` tokens per second, at most one second's worth banked."""
+
+    tokens: float
+    last: float
+
+    def take(self, now: float, rate: int) -> bool:
+        self.tokens = min(float(rate), self.tokens + (now - self.last) * rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 @dataclass(order=True, slots=True)
@@ -226,6 +244,10 @@ class NodeCore:
         self._republish_soon = False
         self._dead_since_sweep: list[int] = []
         self._handoff_queue: list[Contact] = []
+        self.pinned: set[bytes] = set()  # meshes kept in full here: exempt from quotas
+        self._ip_buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._global_bucket = _Bucket(float(self.config.rate_limit_global or 0), now)
+        self._origin_bytes: dict[str, int] = {}
         self._contacts_dirty = False
         self._probing: set[bytes] = set()
         self._first_death = 0.0
@@ -268,6 +290,11 @@ class NodeCore:
             self.stats["bad_identity"] += 1
             return
         if msg.is_request:
+            if not self._admit_request(addr[0], now):
+                self.stats["rate_limited"] += 1
+                if self.stats["rate_limited"] % RATE_LIMIT_REPLY_EVERY == 1:
+                    self._reply(h, addr, ErrorReply(ErrorCode.RATE_LIMITED, "slow down"))
+                return
             self._handle_request(msg, addr, now)
         else:
             self._handle_response(msg, addr, now)
@@ -356,6 +383,46 @@ class NodeCore:
             max_size=self.config.max_record,
             is_member=self.member_check(proof),
         )
+
+    # ---- floods and quotas --------------------------------------------------
+
+    def _admit_request(self, ip: str, now: float) -> bool:
+        """Token buckets per source IP, then for the whole node (OpenDHT's defaults).
+
+        The per-IP bucket comes first, so a flood refused there does not also drain
+        the global bucket that honest peers share."""
+        cfg = self.config
+        if cfg.rate_limit_per_ip is not None:
+            bucket = self._ip_buckets.get(ip)
+            if bucket is None:
+                bucket = self._ip_buckets[ip] = _Bucket(float(cfg.rate_limit_per_ip), now)
+                if len(self._ip_buckets) > RATE_LIMIT_TRACKED_IPS:
+                    self._ip_buckets.popitem(last=False)
+            else:
+                self._ip_buckets.move_to_end(ip)
+            if not bucket.take(now, cfg.rate_limit_per_ip):
+                return False
+        return cfg.rate_limit_global is None or self._global_bucket.take(
+            now, cfg.rate_limit_global
+        )
+
+    def _check_quota(self, record: Record, origin: str) -> None:
+        """QUOTA for a new record past the node's or the origin's budget; pinned meshes
+        (and records we already hold) are exempt."""
+        cfg = self.config
+        if record.mesh in self.pinned or record.key in self.store:
+            return
+        size = len(record.raw)
+        if (
+            cfg.max_store_bytes is not None
+            and self.store.total_bytes() + size > cfg.max_store_bytes
+        ):
+            raise ValidationError(ErrorCode.QUOTA, "this node's store is full")
+        if cfg.max_bytes_per_origin is not None:
+            used = self._origin_bytes.get(origin, 0)
+            if used + size > cfg.max_bytes_per_origin:
+                raise ValidationError(ErrorCode.QUOTA, "your share of this node's store is used up")
+            self._origin_bytes[origin] = used + size
 
     # ---- membership ---------------------------------------------------------
 
@@ -469,9 +536,7 @@ class NodeCore:
             self._outbox.append((p.msg, p.addr))
             # Exponential backoff per request (RFC 6298 §5.5), not per contact: a dead
             # contact must not make every later request to it wait a ceiling-long time.
-            timeout = self.config.rto.clamp(
-                self.rtt.timeout_for(p.node_id) * 2 ** (p.attempts - 1)
-            )
+            timeout = self.config.rto.clamp(self.rtt.timeout_for(p.node_id) * 2 ** (p.attempts - 1))
             self._schedule(now + timeout, lambda t: self._rpc_timer(p, t))
             if not p.slow:
                 p.slow = True
@@ -764,7 +829,7 @@ class NodeCore:
             else:
                 reply = Nodes(self._closest_info(body.key, h.sender_id))
         elif isinstance(body, Store):
-            reply = self._store_request(body, now)
+            reply = self._store_request(body, addr[0], now)
         elif isinstance(body, List):
             reply = self._list(body)
         elif isinstance(body, GetMany):
@@ -805,13 +870,14 @@ class NodeCore:
             out.append(raw)
         return tuple(out)
 
-    def _store_request(self, body: Store, now: float) -> Body:
+    def _store_request(self, body: Store, origin: str, now: float) -> Body:
         if self.store.get(body.key) == body.record:
             self._fresh(body.key, now)  # the very bytes we validated before: a re-store
             self.stats["restored_fresh"] += 1
             return Stored()
         try:
             record = self.validate(body.key, body.record, body.proof)
+            self._check_quota(record, origin)
             self._accept(record, now)
         except ValidationError as e:
             self.stats[f"store_rejected_{e.code.value}"] += 1

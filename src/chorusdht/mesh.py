@@ -120,6 +120,8 @@ class Mesh:
         self._to_replicate, self._replicate_queue = send, recv
         self.pending_replication = 0
         node.meshes[self.id] = self
+        if pin:
+            self.core.pinned.add(self.id)  # a full copy: exempt from quotas
         self.core.sync_sources[self.id] = self._since_source
         self._load_local()
 

@@ -1,0 +1,74 @@
+"""What every command shares: consoles, the data-dir rule, common options, one-line errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from chorusdht import ChorusError
+
+__all__ = [
+    "DataDirOpt",
+    "JsonOpt",
+    "MeshOpt",
+    "data_dir_from",
+    "err",
+    "fail",
+    "one_line_errors",
+    "out",
+]
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        "-d",
+        help="Node data directory (default: $CHORUSDHT_HOME, then ~/.local/share/chorusdht).",
+        show_default=False,
+    ),
+]
+MeshOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mesh",
+        "-m",
+        help="Mesh id (or a unique prefix); default: the node's only followed mesh.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def data_dir_from(option: Path | None) -> Path:
+    """--data-dir, then CHORUSDHT_HOME, then the per-user default."""
+    if option is not None:
+        return option
+    if env := os.environ.get("CHORUSDHT_HOME"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "chorusdht"
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one red line on stderr; return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A ChorusError inside becomes one line on stderr and exit status 1."""
+    try:
+        yield
+    except ChorusError as e:
+        raise fail(str(e)) from None

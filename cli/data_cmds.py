@@ -1,0 +1,213 @@
+"""`chorusdht append|log|phase|get|import`: write and read a mesh through the running node."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from chorusdht import ChorusError, parse_hex_id, parse_memory_line
+
+from .client import NodeReplyError, call, connect
+from .common import DataDirOpt, JsonOpt, MeshOpt, data_dir_from, err, fail, one_line_errors, out
+
+__all__ = ["append", "get", "import_", "log", "phase"]
+
+IMPORT_BATCH = 64  # lines per control request: the bar moves, a request stays small
+FOLLOW_POLL = 1.0  # s between timeline polls of `log --follow`
+
+
+class Wait(StrEnum):
+    local = "local"
+    replicated = "replicated"
+
+
+def append(
+    text: Annotated[
+        str | None,
+        typer.Argument(help="The entry text; omit it to read --file or stdin.", show_default=False),
+    ] = None,
+    mesh: MeshOpt = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Append this file's bytes.")
+    ] = None,
+    wait: Annotated[
+        Wait, typer.Option(help="local: durable here; replicated: wait for the write quorum.")
+    ] = Wait.local,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Append an entry to a mesh (durable on this node first, then replicated).
+
+    Example: chorusdht append "the deploy key rotated" --wait replicated
+    """
+    if text is not None and file is not None:
+        raise fail("give TEXT or --file, not both", 2)
+    if file is not None:
+        try:
+            payload = file.read_bytes()
+        except OSError as e:
+            raise fail(f"cannot read {file}: {e.strerror}") from None
+    elif text is not None and text != "-":
+        payload = text.encode()
+    elif text == "-" or not sys.stdin.isatty():
+        payload = sys.stdin.buffer.read()
+    else:
+        raise fail("nothing to append: give TEXT, --file F, or pipe it on stdin", 2)
+    with one_line_errors():
+        reply = call(
+            data_dir_from(data_dir),
+            "append",
+            mesh=mesh,
+            b64=base64.b64encode(payload).decode(),
+            wait=wait.value,
+        )
+    if as_json:
+        reply.pop("ok", None)
+        print(json.dumps(reply, sort_keys=True))
+        return
+    out.print(f"appended seq {reply['seq']} {reply['hash']}", highlight=False)
+    if wait is Wait.replicated:
+        n = reply["replicas"]
+        if n:
+            out.print(f"replicas: {n} nodes acknowledged it")
+        else:
+            out.print(
+                "[yellow]replicas: the write quorum was not reached;[/] the entry is durable "
+                "here and members copy it when they sync"
+            )
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    payload = row["payload"]
+    if row.get("payload_encoding") == "base64":
+        payload = f"<{len(base64.b64decode(payload))} bytes>"
+    return (
+        f"{row['author'][:8]} #{row['seq']:<4} L{row['lamport']:<5} {row['hash'][:12]}  {payload}"
+    )
+
+
+def log(
+    mesh: MeshOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep printing new entries.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per entry.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Print the merged timeline (the same order on every node holding the same entries).
+
+    Example: chorusdht log --json > memory.jsonl
+    """
+    printed: set[str] = set()
+    with one_line_errors(), connect(data_dir_from(data_dir)) as node:
+        try:
+            while True:
+                reply = node.call("log", mesh=mesh)
+                for row in reply["rows"]:
+                    if row["hash"] in printed:
+                        continue
+                    printed.add(row["hash"])
+                    if as_json:
+                        print(json.dumps(row, ensure_ascii=False), flush=follow)
+                    else:
+                        print(_row_text(row), flush=follow)
+                if not follow:
+                    break
+                time.sleep(FOLLOW_POLL)
+        except KeyboardInterrupt:
+            return
+    if reply["dangling"] and not as_json:
+        err.print(f"{reply['dangling']} entries wait for missing ancestors (not shown)")
+
+
+def phase(mesh: MeshOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the phase vector (each author's complete prefix) and the state root.
+
+    Example: chorusdht phase --mesh 9c4e
+    """
+    with one_line_errors():
+        reply = call(data_dir_from(data_dir), "phase", mesh=mesh)
+    reply.pop("ok", None)
+    if as_json:
+        print(json.dumps(reply, indent=2, sort_keys=True))
+        return
+    table = Table("author", "complete up to seq")
+    for author, seq in reply["vector"].items():
+        table.add_row(author, str(seq))
+    out.print(table)
+    out.print(f"entries {reply['entries']}, dangling {reply['dangling']}")
+    print(f"root {reply['root']}")
+
+
+def get(
+    hash_: Annotated[str, typer.Argument(metavar="HASH", help="The chunk hash (64 hex digits).")],
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print one verified chunk: from this node's store, else fetched from the DHT.
+
+    Example: chorusdht get 5b1d…9a
+    """
+    with one_line_errors():
+        parse_hex_id(hash_, "hash")
+        reply = call(data_dir_from(data_dir), "get", hash=hash_)
+    reply.pop("ok", None)
+    if as_json or reply["kind"] != "chunk":
+        print(json.dumps(reply, indent=2, sort_keys=True, ensure_ascii=False))
+        return
+    err.print(
+        f"chunk {reply['hash']}\nauthor {reply['author']} seq {reply['seq']} "
+        f"lamport {reply['lamport']} mesh {reply['mesh'][:16]}…",
+        highlight=False,
+    )
+    if reply.get("payload_encoding") == "base64":
+        sys.stdout.buffer.write(base64.b64decode(reply["payload"]))
+    else:
+        print(reply["payload"])
+
+
+def import_(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="A memory.jsonl file.")],
+    mesh: MeshOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Import a file of memories, one JSON per line, appended in file order.
+
+    A line with a string "payload" (as `log --json` and `recover` write) appends
+    that payload; any other JSON line is appended as it is.
+
+    Example: chorusdht import memory.jsonl --mesh 9c4e
+    """
+    try:
+        raw_lines = path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise fail(f"cannot read {path}: {e.strerror}") from None
+    try:
+        entries = sum(parse_memory_line(b, i) is not None for i, b in enumerate(raw_lines, 1))
+    except ChorusError as e:
+        raise fail(f"{path}: {e}; nothing was imported") from None
+    imported = 0
+    columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn())
+    with (
+        one_line_errors(),
+        connect(data_dir_from(data_dir)) as node,
+        Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar,
+    ):
+        task = bar.add_task("import", total=entries)
+        for first in range(0, len(raw_lines), IMPORT_BATCH):
+            batch = [b.decode() for b in raw_lines[first : first + IMPORT_BATCH]]
+            try:
+                reply = node.call("import", mesh=mesh, lines=batch, first=first + 1)
+            except NodeReplyError as e:
+                done = imported + int(e.reply.get("imported", 0))
+                raise fail(f"{path}: {e}; {done} of {entries} entries were imported") from None
+            imported += reply["imported"]
+            bar.update(task, completed=imported)
+    out.print(f"imported {imported} entries into mesh {reply['mesh'][:16]}…")

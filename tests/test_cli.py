@@ -1,0 +1,190 @@
+"""CliRunner tests: parsing, help, the data-dir rule and one-line errors (no node needed),
+plus the control protocol of an in-process daemon."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+from cli.client import NodeReplyError, call
+from cli.main import app
+from typer.testing import CliRunner
+
+import chorusdht
+from chorusdht import LocalError, parse_memory_line, run_daemon
+
+pytestmark = pytest.mark.timeout(30)
+
+runner = CliRunner()
+
+COMMANDS = [
+    ["init"],
+    ["join"],
+    ["status"],
+    ["mesh"],
+    ["mesh", "create"],
+    ["mesh", "admit"],
+    ["mesh", "show"],
+    ["mesh", "follow"],
+    ["append"],
+    ["log"],
+    ["phase"],
+    ["get"],
+    ["import"],
+    ["recover"],
+    ["sim"],
+]
+
+
+def one_error_line(result: object) -> str:
+    """The single stderr line a failed command printed (never a traceback)."""
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"chorusdht {chorusdht.__version__}"
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(cmd: list[str]) -> None:
+    result = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Example: chorusdht" in result.stdout or "Commands" in result.stdout
+
+
+def test_init_creates_a_private_key_and_is_idempotent(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", "--data-dir", str(tmp_path / "n")])
+    assert result.exit_code == 0
+    key = tmp_path / "n" / chorusdht.KEY_FILE
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(app, ["init", "--data-dir", str(tmp_path / "n")])
+    assert "already initialised" in again.stdout
+    assert result.stdout.splitlines()[-1] == again.stdout.splitlines()[-1]  # same public key
+
+
+def test_data_dir_comes_from_chorusdht_home(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["status"], env={"CHORUSDHT_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 1
+    assert f"no node running in {tmp_path / 'home'}" in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["join", "--listen", "localhost:port"], "bad address 'localhost:port'"),
+        (["join", "--bootstrap", "1.2.3.4:99999"], "port must be 0-65535"),
+        (["join", "--mesh", "xyz"], "bad mesh id 'xyz'"),
+        (["mesh", "admit", "abcd"], "bad public key 'abcd'"),
+        (["get", "nothex"], "bad hash 'nothex'"),
+        (["recover", "--mesh", "12", "--bootstrap", "127.0.0.1:1"], "bad mesh id '12'"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(
+        app, [*args, "--data-dir", str(tmp_path)] if args[0] != "recover" else args
+    )
+    assert result.exit_code == 1
+    assert message in one_error_line(result)
+
+
+def test_join_without_a_key(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["join", "--data-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "no key in" in one_error_line(result)
+
+
+def test_join_with_a_corrupt_key(tmp_path: Path) -> None:
+    (tmp_path / chorusdht.KEY_FILE).write_text("not a key\n")
+    result = runner.invoke(app, ["join", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"])
+    assert result.exit_code == 1
+    assert "corrupt key file" in one_error_line(result)
+
+
+def test_commands_need_a_running_node(tmp_path: Path) -> None:
+    for args in (["append", "x"], ["log"], ["phase"], ["mesh", "show"], ["get", "00" * 32]):
+        result = runner.invoke(app, [*args, "--data-dir", str(tmp_path)])
+        assert result.exit_code == 1
+        line = one_error_line(result)
+        assert "no node running in" in line and "chorusdht join" in line
+
+
+def test_import_names_the_bad_line_before_importing_anything(tmp_path: Path) -> None:
+    f = tmp_path / "memory.jsonl"
+    f.write_text('{"payload": "a"}\n\n{"payload": "b"}\n{broken\n')
+    result = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "line 4: not JSON" in line and "nothing was imported" in line
+
+
+def test_import_rejects_binary_garbage(tmp_path: Path) -> None:
+    f = tmp_path / "memory.jsonl"
+    f.write_bytes(b'{"payload": "a"}\n\xff\xfe\x00\n')
+    result = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "line 2: not UTF-8" in one_error_line(result)
+
+
+def test_parse_memory_line() -> None:
+    assert parse_memory_line(b'{"payload": "hi"}', 1) == b"hi"
+    assert parse_memory_line(b'{"payload": "aGk=", "payload_encoding": "base64"}', 1) == b"hi"
+    assert parse_memory_line(b'{"note": 1}', 1) == b'{"note": 1}'
+    assert parse_memory_line(b"   ", 1) is None
+    with pytest.raises(LocalError, match="line 7: `payload` is not a string"):
+        parse_memory_line(b'{"payload": 3}', 7)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_control_protocol_in_process(tmp_path: Path) -> None:
+    """The daemon's control socket, driven by the CLI's client from a worker thread."""
+    d = tmp_path / "n"
+    assert runner.invoke(app, ["init", "--data-dir", str(d)]).exit_code == 0
+
+    async def ask(cmd: str, **args: object) -> dict[str, object]:
+        return await trio.to_thread.run_sync(lambda: call(d, cmd, **args))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_daemon, d, ("127.0.0.1", _free_port()), [])
+            assert (d / chorusdht.CONTROL_SOCKET).stat().st_mode & 0o777 == 0o600
+            with pytest.raises(NodeReplyError, match="follows no mesh"):
+                await ask("append", text="x")
+            created = await ask("mesh_create", name="t")
+            first = await ask("append", text="one")
+            await ask("append", text="two", wait="replicated")
+            log = await ask("log")
+            rows = log["rows"]
+            assert isinstance(rows, list) and [r["payload"] for r in rows] == ["one", "two"]
+            got = await ask("get", hash=first["hash"])
+            assert got["payload"] == "one" and got["kind"] == "chunk"
+            with pytest.raises(NodeReplyError) as too_large:
+                await ask("append", text="x" * 20_000)
+            assert too_large.value.code == "TOO_LARGE"
+            with pytest.raises(NodeReplyError) as bad_import:
+                await ask("import", lines=['{"payload": "ok"}', "x" * 20_000], first=10)
+            assert bad_import.value.reply["line"] == 11 and bad_import.value.reply["imported"] == 1
+            with pytest.raises(NodeReplyError, match="unknown mesh ff"):
+                await ask("phase", mesh="ff")
+            with pytest.raises(NodeReplyError, match="unknown control command"):
+                await ask("reboot")
+            status = await ask("status")
+            assert status["pinned"] == [created["id"]]
+            followed = json.loads((d / chorusdht.MESHES_FILE).read_text())
+            assert followed["meshes"][0]["id"] == created["id"]
+            nursery.cancel_scope.cancel()
+    assert not (d / chorusdht.CONTROL_SOCKET).exists()
