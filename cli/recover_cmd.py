@@ -93,7 +93,8 @@ def recover_cmd(
 
             async def run() -> RecoveryReport:
                 with trio.fail_after(timeout), plain_errors():
-                    async with open_node(listen=listen_addr, config=NodeConfig()) as node:
+                    client = NodeConfig(read_only=True)  # peers answer it, never hand it keys
+                    async with open_node(listen=listen_addr, config=client) as node:
                         return await recover(
                             node,
                             mesh_id,

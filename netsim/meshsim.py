@@ -31,7 +31,8 @@ import trio
 import trio.testing
 
 from chorusdht import Identity, MemoryStore, Node, NodeConfig, Record, open_node
-from chorusdht.mesh import Mesh
+from chorusdht.ids import sha256
+from chorusdht.mesh import AppendResult, Mesh
 
 from .engine import derive_seed
 from .trionet import SimNet, deterministic_trio
@@ -41,6 +42,7 @@ __all__ = [
     "MeshSwarm",
     "ObservedMesh",
     "PartitionResult",
+    "PushingMesh",
     "WriterStats",
     "alone_rate",
     "hetero_writers",
@@ -80,6 +82,30 @@ class ObservedMesh(Mesh):
                 for s in range(old + 1, seq + 1):
                     self.closed_at[(author, s)] = now
                 self._seen_phase[author] = seq
+
+
+class PushingMesh(ObservedMesh):
+    """A prototype of a proposed `Mesh` change: push each own append to every member's node.
+
+    Anti-entropy alone is a pull epidemic: with one random peer per round, an
+    entry needs about log2(members) + ln(members) rounds to reach everyone, and
+    the DHT put only covers the members that happen to be among the key's k
+    closest. A fire-and-forget STORE of the new chunk to each member's node
+    (members are few and must hold everything anyway) closes the gap in one
+    network delay; anti-entropy then only repairs what the push lost.
+    """
+
+    async def append(self, payload: bytes, *, wait: Wait = "local") -> AppendResult:
+        res = await super().append(payload, wait=wait)
+        chunk = self.log.get(res.key)
+        if chunk is not None:
+            now = trio.current_time()
+            for member in sorted(self.view.members()):
+                contact = self.core.table.get(sha256(member))
+                if contact is not None:
+                    self.core.send_store(contact.node_id, contact.addr, chunk, now)
+            self.node.pump()
+        return res
 
 
 def _virtual_ms() -> int:
@@ -122,15 +148,20 @@ class MeshSwarm:
         for m in self.members[1:]:
             await m.node.bootstrap([seed])
 
-    async def found(self, founder: SimMember, joiners: Sequence[SimMember]) -> bytes:
+    async def found(
+        self,
+        founder: SimMember,
+        joiners: Sequence[SimMember],
+        kind: type[ObservedMesh] = ObservedMesh,
+    ) -> bytes:
         """Create a mesh on `founder`, admit every joiner, have each join and pin it."""
-        mesh = await ObservedMesh.create(founder.node, "sim")
+        mesh = await kind.create(founder.node, "sim")
         assert isinstance(mesh, ObservedMesh)
         founder.mesh = mesh
         for m in joiners:
             await mesh.admit(m.node.core.identity.public_key)
         for m in joiners:
-            joined = await ObservedMesh.join(m.node, mesh.id)
+            joined = await kind.join(m.node, mesh.id)
             assert isinstance(joined, ObservedMesh)
             m.mesh = joined
         return mesh.id
@@ -169,9 +200,9 @@ class Writer:
 async def _write(w: Writer, start: float, until: float, wait: Wait) -> None:
     """Append one entry every `think` seconds (first one at `start`) until `until`."""
     await trio.sleep_until(start)
-    while trio.current_time() < until:
-        res = await w.mesh.append(f"{w.cls} entry at {trio.current_time():.3f}".encode(), wait=wait)
-        w.appends.append((trio.current_time(), res.seq))
+    while (now := trio.current_time()) < until:
+        res = await w.mesh.append(f"{w.cls} entry at {now:.3f}".encode(), wait=wait)
+        w.appends.append((now, res.seq))
         await trio.sleep(w.think)
 
 
@@ -230,6 +261,7 @@ async def hetero_writers(
     wait: Wait = "local",
     k: int = 20,
     alone: bool = True,
+    push: bool = False,
 ) -> HeteroResult:
     """12 writers (8 datacenter at 2 s, 4 Pi Zero at 45 s), all pinning members.
 
@@ -251,7 +283,8 @@ async def hetero_writers(
         for _ in range(relays):
             await swarm.add("datacenter")
         await swarm.bootstrap_all()
-        await swarm.found(writers_m[0], writers_m[1:] + pin_m)
+        kind = PushingMesh if push else ObservedMesh
+        await swarm.found(writers_m[0], writers_m[1:] + pin_m, kind)
         meshes = swarm.meshes()
         for mesh in meshes:
             mesh.node.spawn(mesh.sync_forever, interval)
@@ -287,9 +320,7 @@ async def hetero_writers(
         )
         for w in writers
     ]
-    return HeteroResult(
-        writers=writer_stats, wall_seconds=time.perf_counter() - wall, **result
-    )
+    return HeteroResult(writers=writer_stats, wall_seconds=time.perf_counter() - wall, **result)
 
 
 def _per_hour(appends: Sequence[tuple[float, int]]) -> float:
@@ -461,11 +492,18 @@ async def partition(
 # ---- running -----------------------------------------------------------------
 
 
-def run(fn: Callable[..., Any], *, seed: int = 1, **kwargs: Any) -> Any:
-    """Run a scenario to completion in virtual time, with trio's task order seeded."""
+def run(
+    fn: Callable[..., Any], *, seed: int = 1, virtual_limit: float = 100 * HOUR, **kwargs: Any
+) -> Any:
+    """Run a scenario in virtual time, trio's task order seeded; TooSlowError past the limit."""
     deterministic_trio(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
-    return trio.run(lambda: fn(seed=seed, **kwargs), clock=clock)
+
+    async def limited() -> Any:
+        with trio.fail_after(virtual_limit):
+            return await fn(seed=seed, **kwargs)
+
+    return trio.run(limited, clock=clock)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -479,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--members", type=int, default=20, help="partition: pinning members")
     p.add_argument("--relays", type=int, default=0, help="hetero: non-member overlay nodes")
     p.add_argument("--wait", choices=["local", "replicated"], default="local")
+    p.add_argument("--push", action="store_true", help="hetero: prototype push-to-members")
     a = p.parse_args(argv)
     res: Any
     if a.scenario == "hetero":
@@ -489,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             interval=a.interval,
             relays=a.relays,
             wait=a.wait,
+            push=a.push,
         )
     else:
         res = run(

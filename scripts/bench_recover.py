@@ -108,7 +108,7 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
 async def run_recovery(seed: str, expected: dict[str, object], workers: int | None) -> None:
     host, port = seed.rsplit(":", 1)
     mesh = bytes.fromhex(str(expected["mesh"]))
-    async with open_node() as node:
+    async with open_node(config=NodeConfig(read_only=True)) as node:
         t = time.perf_counter()
         report = await recover(
             node,

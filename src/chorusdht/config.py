@@ -36,6 +36,10 @@ class NodeConfig:
     evict_after_failures: int = 3
     """Consecutive failed requests before a contact is dropped (never after one, DESIGN §3)."""
 
+    read_only: bool = False
+    """A client node (BEP 43): its requests say so, and peers never add it to their
+    routing tables or hand keys to it. For recovery and other short-lived clients."""
+
     require_membership: bool = False
     """Refuse chunks, heads and certs of meshes we cannot judge (no roster, no proof).
 

@@ -402,9 +402,7 @@ class NodeCore:
                 self._ip_buckets.move_to_end(ip)
             if not bucket.take(now, cfg.rate_limit_per_ip):
                 return False
-        return cfg.rate_limit_global is None or self._global_bucket.take(
-            now, cfg.rate_limit_global
-        )
+        return cfg.rate_limit_global is None or self._global_bucket.take(now, cfg.rate_limit_global)
 
     def _check_quota(self, record: Record, origin: str) -> None:
         """QUOTA for a new record past the node's or the origin's budget; pinned meshes
@@ -501,7 +499,14 @@ class NodeCore:
         challenge = None
         if node_id is None or (node_id not in self.table and node_id not in self._proven):
             challenge = self.rng.randbytes(NONCE_BYTES)
-        msg = Message(Header(txid, self.node_id, self.public_key, challenge=challenge), body)
+        header = Header(
+            txid,
+            self.node_id,
+            self.public_key,
+            challenge=challenge,
+            read_only=self.config.read_only,
+        )
+        msg = Message(header, body)
         p = Pending(txid, addr, node_id, msg, owner, now, challenge)
         p.sends.append((txid, now))
         self._pending[(txid, addr)] = p
@@ -837,7 +842,8 @@ class NodeCore:
         else:  # pragma: no cover - decode_message only yields the types above
             return
         self._reply(h, addr, reply)
-        self._learn(h.sender_id, addr, now)
+        if not h.read_only:  # a client is answered, never routed to (nor handed keys)
+            self._learn(h.sender_id, addr, now)
 
     def _list(self, body: List) -> Listed:
         source = self.sync_sources.get(body.mesh) if body.since is not None else None

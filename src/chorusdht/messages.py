@@ -6,6 +6,7 @@ Every datagram is one CBOR map. The envelope fields are the same for all types:
     x   8-byte transaction id     i   sender node id (32 bytes)
     k   sender public key         c   optional challenge nonce (requests)
     cs  optional signature over the challenge (responses)
+    ro  optional true: the sender is a read-only client (BEP 43 style)
 
 A request that carries `c` asks the responder to prove it holds the key behind
 its id: the response's `cs` signs `CHALLENGE_CONTEXT ‖ c ‖ requester id`. PING is
@@ -84,6 +85,7 @@ class Header:
     challenge: bytes | None = None
     proof: bytes | None = None
     version: int = PROTOCOL_VERSION
+    read_only: bool = False  # a client (BEP 43): answer it, never add it to a table
 
 
 # ---- requests ---------------------------------------------------------------
@@ -297,6 +299,8 @@ def encode_message(msg: Message) -> bytes:
         out["c"] = h.challenge
     if h.proof is not None:
         out["cs"] = h.proof
+    if h.read_only:
+        out["ro"] = True
     out.update(_body_fields(msg.body))
     return encode(out, check=False)  # built here from checked parts; see codec.encode
 
@@ -431,6 +435,7 @@ def decode_header(m: dict[Any, Any]) -> Header:
         challenge=f.raw("c", NONCE_BYTES, optional=True),
         proof=f.raw("cs", 64, optional=True),
         version=version,
+        read_only=m.get("ro") is True,
     )
     return header
 

@@ -356,6 +356,10 @@ class BootstrapOp(Op):
             return
         # The join lookup asks all k closest (settle = k), not just the first few: it
         # is what fills the new node's own neighbourhood, where its keys will live.
+        if self.core.config.read_only:  # a client needs a way in, not a neighbourhood
+            LookupOp(self.core, self.core.node_id, report=False, then=self._refreshed).start(now)
+            self.refreshing = 1
+            return
         lk = LookupOp(self.core, self.core.node_id, report=False, then=self._joined)
         lk.lookup.settle = self.core.config.k
         lk.start(now)
