@@ -1,7 +1,11 @@
 """Real multi-host partitions: 8 `chorusdht join` hosts in network namespaces, cut, heal, recover.
 
 Every host is a Linux network namespace with one veth link to a switch namespace
-and its own address in a private test range (10.213.77.0/24 by default). The
+and its own address in a private test range, 10.213.0.0/16 by default: host i is
+10.213.i.1, each host in its own /24 as separate machines on separate networks
+would be (chorusdht's routing table admits at most 2 contacts per /24 per bucket,
+a Sybil defence; `--same-subnet` puts every host in one /24, 10.213.77.i, to
+show what that does to a LAN). The
 switch namespace holds two bridges, one per group, joined by a veth trunk, so
 "cut the bridge in two" is `ip link set trunk down` and healing is setting it up
 again. Nothing is created in, or routed from, the root namespace: no host has a
@@ -142,8 +146,9 @@ class Topology:
     """The namespaces, links and addresses of one run, all named from `prefix`."""
 
     prefix: str
-    subnet: str  # the first three octets, e.g. "10.213.77"
+    net: str  # the first two octets of the /16 test range, e.g. "10.213"
     hosts: int
+    same_subnet: bool = False  # every host in one /24 (10.213.77.i) instead of one /24 each
     created: list[str] = field(default_factory=list)
 
     @property
@@ -155,7 +160,11 @@ class Topology:
         return f"{self.prefix}-h{i}"
 
     def ip(self, i: int) -> str:
-        return f"{self.subnet}.{i}"
+        return f"{self.net}.77.{i}" if self.same_subnet else f"{self.net}.{i}.1"
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.net}.77.0/24" if self.same_subnet else f"{self.net}.0.0/16"
 
     @property
     def client(self) -> int:
@@ -192,7 +201,7 @@ class Topology:
         bridge = "br1" if self.group_b(i) else "br0"
         sh("ip", "-n", self.switch, "link", "set", port, "master", bridge)
         sh("ip", "-n", self.switch, "link", "set", port, "up")
-        sh("ip", "-n", ns, "addr", "add", f"{self.ip(i)}/24", "dev", "eth0")
+        sh("ip", "-n", ns, "addr", "add", f"{self.ip(i)}/{self.cidr.split('/')[1]}", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
 
     def build(self) -> None:
@@ -283,12 +292,20 @@ class Host:
             self.proc.wait(timeout=10)
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float, step: float = 0.2) -> float:
-    """Poll `check()` until true; return the seconds it took; CheckFailed after `timeout`."""
+def wait_until(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    step: float = 0.2,
+    state: Callable[[], str] | None = None,
+) -> float:
+    """Poll `check()` until true; return the seconds it took; CheckFailed after `timeout`
+    (with `state()` in the message, to say where it got stuck)."""
     t = time.monotonic()
     while not check():
         if time.monotonic() - t > timeout:
-            raise CheckFailed(f"timed out after {timeout:g}s: {what}")
+            where = f" ({state()})" if state is not None else ""
+            raise CheckFailed(f"timed out after {timeout:g}s: {what}{where}")
         time.sleep(step)
     return time.monotonic() - t
 
@@ -321,17 +338,50 @@ def phases(hosts: list[Host], mesh: str) -> list[dict[str, Any]]:
     return [h.call("phase", mesh=mesh) for h in hosts]
 
 
+def describe(hosts: list[Host], mesh: str) -> str:
+    """Each host's entry count and root prefix, for a timeout message."""
+    ps = phases(hosts, mesh)
+    return ", ".join(
+        f"h{h.i}: {p['entries']}@{p['root'][:8]}" for h, p in zip(hosts, ps, strict=True)
+    )
+
+
+def diagnostics(hosts: list[Host], mesh: str | None) -> dict[str, Any]:
+    """Each live host's view (entries, root, contacts, sync counters), for a failure report."""
+    keys = ("out_list", "in_list", "out_get_many", "timeouts", "evicted", "out_ping")
+    out: dict[str, Any] = {}
+    for h in hosts:
+        if h.proc is None or h.proc.poll() is not None:
+            continue
+        try:
+            st = h.call("status")
+            row = {"contacts": st["contacts"]} | {k: st["stats"].get(k, 0) for k in keys}
+            if mesh is not None:
+                p = h.call("phase", mesh=mesh)
+                row |= {"entries": p["entries"], "root": p["root"][:12], "vector": p["vector"]}
+            out[f"h{h.i}"] = row
+        except Exception as e:  # a diagnostic must not hide the failure it reports
+            out[f"h{h.i}"] = f"{type(e).__name__}: {e}"
+    return out
+
+
 def agreed(hosts: list[Host], mesh: str, entries: int) -> bool:
     """Every host in `hosts` holds exactly `entries` entries under one root."""
     ps = phases(hosts, mesh)
     return all(p["entries"] == entries for p in ps) and len({p["root"] for p in ps}) == 1
 
 
-def run(args: argparse.Namespace, topo: Topology, base: Path, hosts: list[Host]) -> dict[str, Any]:
-    """The whole scenario; returns the summary (raises CheckFailed on a failed check)."""
-    summary: dict[str, Any] = {"hosts": args.hosts, "subnet": f"{args.subnet}.0/24"}
+def run(
+    args: argparse.Namespace,
+    topo: Topology,
+    base: Path,
+    hosts: list[Host],
+    summary: dict[str, Any],
+) -> None:
+    """The whole scenario, filling `summary` as it goes (CheckFailed on a failed check)."""
+    summary |= {"hosts": args.hosts, "subnet": topo.cidr, "same_subnet": args.same_subnet}
     topo.build()
-    log(f"{args.hosts} namespaces on bridges br0|br1 in {topo.switch}, {args.subnet}.0/24")
+    log(f"{args.hosts} namespaces on bridges br0|br1 in {topo.switch}, {topo.cidr}")
     for i in range(1, args.hosts + 1):
         hosts.append(Host(topo, i, base / f"h{i}"))
     for h, p in [(h, h.init()) for h in hosts]:
@@ -352,11 +402,11 @@ def run(args: argparse.Namespace, topo: Topology, base: Path, hosts: list[Host])
     mesh = json.loads(cli("mesh", "create", "netns-partition", "-d", str(seed.data_dir), "--json"))[
         "id"
     ]
-    for w in writers:
+    for w in writers:  # what `chorusdht mesh admit KEY` sends, minus a process start each
         if w is not seed:
-            cli("mesh", "admit", w.public_key, "--mesh", mesh, "-d", str(seed.data_dir))
-    for h in hosts[1:]:
-        cli("mesh", "follow", mesh, "-d", str(h.data_dir))
+            seed.call("mesh_admit", mesh=mesh, member=w.public_key)
+    for h in hosts[1:]:  # `chorusdht mesh follow ID` (pin defaults to true)
+        h.call("follow", mesh=mesh, pin=True)
     summary["mesh"] = mesh
     summary["writers"] = {
         "A": [w.i for w in writers if w.side == "A"],
@@ -368,7 +418,10 @@ def run(args: argparse.Namespace, topo: Topology, base: Path, hosts: list[Host])
     for w in writers:
         ledger.append(w, mesh, f"host {w.i} before the cut")
     t = wait_until(
-        "first convergence", lambda: agreed(hosts, mesh, len(ledger.hashes)), args.converge_timeout
+        "first convergence",
+        lambda: agreed(hosts, mesh, len(ledger.hashes)),
+        args.converge_timeout,
+        state=lambda: describe(hosts, mesh),
     )
     log(f"{len(ledger.hashes)} entries on every host after {t:.1f}s")
 
@@ -397,10 +450,11 @@ def run(args: argparse.Namespace, topo: Topology, base: Path, hosts: list[Host])
         side_t = wait_until(
             "each side agrees within itself",
             lambda: all(
-                agreed(s, mesh, sum(1 for v in ledger.hashes.values() if v != other))
+                agreed(s, mesh, len(ledger.hashes) - ledger.during_cut[other])
                 for s, other in ((side_a, "B"), (side_b, "A"))
             ),
             args.converge_timeout / 2,
+            state=lambda: describe(hosts, mesh),
         )
         summary["side_convergence_s"] = round(side_t, 2)
         log(f"each side converged internally {side_t:.1f}s after the writes stopped")
@@ -409,10 +463,11 @@ def run(args: argparse.Namespace, topo: Topology, base: Path, hosts: list[Host])
     topo.heal()
     t_heal = time.monotonic()
     wait_until("the trunk carries traffic again", lambda: topo.reachable(1, args.hosts), 10)
-    conv = wait_until(
+    wait_until(
         f"every host at one root with {expected} entries",
         lambda: agreed(hosts, mesh, expected),
         args.converge_timeout,
+        state=lambda: describe(hosts, mesh),
     )
     conv = time.monotonic() - t_heal
     root = survivor.call("phase", mesh=mesh)["root"]
@@ -480,7 +535,6 @@ def run(args: argparse.Namespace, topo: Topology, base: Path, hosts: list[Host])
     )
     if proc.returncode != 0 or lost or not summary["root_match"] or len(recovered) != expected:
         raise CheckFailed("recovery from the last host is not exact")
-    return summary
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -540,7 +594,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--converge-timeout", type=float, default=60.0)
     parser.add_argument("--recover-timeout", type=float, default=60.0)
     parser.add_argument("--deadline", type=float, default=300.0, help="hard limit, whole run")
-    parser.add_argument("--subnet", default="10.213.77", help="a private /24, first 3 octets")
+    parser.add_argument("--net", default="10.213", help="a private 10.x.0.0/16, first 2 octets")
+    parser.add_argument(
+        "--same-subnet", action="store_true", help="all hosts in one /24 (a LAN): see the docstring"
+    )
     parser.add_argument("--prefix", default=f"cdht{os.getpid()}", help="namespace name prefix")
     parser.add_argument("--json-out", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--keep", type=Path, help="keep the data dirs under this directory")
@@ -549,13 +606,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "need 4 <= --hosts <= 64 and 1 <= --writers < hosts/2 (a side keeps a non-writer)"
         )
-    octets = args.subnet.split(".")
+    octets = args.net.split(".")
     if (
-        len(octets) != 3
+        len(octets) != 2
         or not all(o.isdigit() and int(o) < 256 for o in octets)
         or octets[0] != "10"
     ):
-        parser.error("--subnet is the first three octets of a 10.x.y.0/24 test range")
+        parser.error("--net is the first two octets of a 10.x.0.0/16 test range")
     why = netns_unavailable()
     if why is not None:
         print(f"cannot create network namespaces: {why}", file=sys.stderr)
@@ -563,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     if namespaces_with_prefix(args.prefix):
         parser.error(f"namespaces named {args.prefix}-* exist already; pick another --prefix")
 
-    topo = Topology(args.prefix, args.subnet, args.hosts)
+    topo = Topology(args.prefix, args.net, args.hosts, args.same_subnet)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="chorusdht-netns-", dir=args.keep))
@@ -572,11 +629,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with signals_to_exceptions(args.deadline):
             try:
-                summary |= run(args, topo, base, hosts)
+                run(args, topo, base, hosts, summary)
                 summary["ok"] = True
             except (CheckFailed, Deadline, RuntimeError, subprocess.TimeoutExpired) as e:
                 summary["error"] = str(e)
                 log(f"FAILED: {e}")
+                summary["diagnostics"] = diagnostics(hosts, summary.get("mesh"))
             except Exception as e:  # a control-socket error and the like: report, clean up
                 summary["error"] = f"{type(e).__name__}: {e}"
                 log(f"FAILED: {summary['error']}")

@@ -7,7 +7,7 @@ under `MockClock(autojump_threshold=0)`, with real Ed25519 and
 
 The scenarios are scaled in virtual time to keep the suite fast (about 300
 datagrams of wall time per ms); `python -m netsim.meshsim hetero|partition`
-runs them at full length (2 hours, 200 nodes).
+runs them at full length (2 hours; 200 nodes).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-
 from netsim import meshsim
 from netsim.trionet import SimNet
 
@@ -102,21 +101,21 @@ def test_a_seed_reproduces_a_mesh_run() -> None:
 
 @pytest.mark.timeout(240)
 def test_hetero_writers_nobody_stalls_nobody_is_orphaned() -> None:
-    """12 writers (8 datacenter at 2 s, 4 Pi Zero at 45 s) + 2 pinners; 6 virtual minutes.
+    """12 writers (8 datacenter at 2 s, 4 Pi Zero at 45 s) + 2 pinners; 3 virtual minutes.
 
     Every node is among each key's k = 20 closest here, so the DHT put itself
     reaches every member; `test_..._beyond_k` below covers the bigger swarm.
     """
     interval = 30.0
     r = meshsim.run(
-        meshsim.hetero_writers, seed=1, hours=0.1, interval=interval, virtual_limit=3 * 3600
+        meshsim.hetero_writers, seed=1, hours=0.05, interval=interval, virtual_limit=3 * 3600
     )
     fast = [w for w in r.writers if w.cls == "datacenter"]
     assert len(fast) == 8 and len(r.writers) == 12
     for w in fast:  # appends never wait on others: the alone rate, within 5%
         assert abs(w.per_hour - w.alone_per_hour) <= 0.05 * w.alone_per_hour, w
         assert abs(w.per_hour - w.ideal_per_hour) <= 0.05 * w.ideal_per_hour, w
-    assert r.pizero_entries >= 4 * 7
+    assert r.pizero_entries >= 4 * 3
     assert r.missing == 0  # no orphan: every entry is in every member's timeline
     assert r.late == 0, (r.late, r.pizero_lag_max)  # ... within 2 sync intervals
     assert r.pizero_lag_max <= 2 * interval
@@ -125,11 +124,6 @@ def test_hetero_writers_nobody_stalls_nobody_is_orphaned() -> None:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=True,
-    reason="pull-only anti-entropy (one random peer per round) needs ~log2(n)+ln(n) rounds "
-    "for members outside a key's k closest; Mesh needs push-to-members or push-pull sync",
-)
 def test_hetero_writers_pizero_entries_within_two_intervals_beyond_k() -> None:
     """30 nodes (14 members + 16 relays), so a put no longer reaches every member."""
     interval = 30.0
@@ -166,5 +160,6 @@ def test_partition_heals_to_one_root_without_loss() -> None:
     )
     assert all(n > 0 for n in r.appended_per_side), r.appended_per_side
     assert r.distinct_roots_split >= 2  # the sides really diverged
-    assert r.converged and r.converge_seconds <= 3 * interval, r.converge_seconds
+    assert r.converged, "no single root 10 sync intervals after the heal"
     assert r.lost == 0
+    assert r.converge_seconds <= 3 * interval, f"converged in {r.converge_seconds:.0f} s"

@@ -85,6 +85,7 @@ REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 
 DROP_AFTER_STALE = 3  # a stale contact silent for 3x the stale threshold is dropped outright
 RATE_LIMIT_TRACKED_IPS = 65536  # source IPs with a token bucket (LRU); ~6 MB at most
 RATE_LIMIT_REPLY_EVERY = 64  # answer one dropped request in 64 with RATE_LIMITED, drop the rest
+INFO_CACHE_FACTOR = 4  # wire-form contacts cached, relative to the table size
 HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
 PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
@@ -92,8 +93,11 @@ PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
 REPUBLISH_PACING = 0.05  # seconds between republish batches when many keys are due at once
 
 
-SyncSource = Callable[[tuple[SinceEntry, ...], int, int], tuple[list[bytes], bool]]
-"""(phase vector, offset, limit) -> (chunk keys the asker lacks from `offset` on, more?)."""
+SyncSource = Callable[
+    [tuple[SinceEntry, ...], int, int, tuple[str, int]], tuple[list[bytes], bool]
+]
+"""(phase vector, offset, limit, asker) -> (chunk keys the asker lacks from `offset` on,
+more?). The asker's address lets the source pull back when the asker is ahead."""
 
 
 @dataclass(slots=True, eq=False)
@@ -244,6 +248,9 @@ class NodeCore:
         self._republish_soon = False
         self._dead_since_sweep: list[int] = []
         self._handoff_queue: list[Contact] = []
+        self._repairing: set[bytes] = set()  # keys due for repair after deaths
+        self._stale: dict[bytes, None] = {}  # contacts at the failure threshold (ordered set)
+        self._infos: dict[bytes, NodeInfo] = {}  # wire form of each contact, made once
         self.pinned: set[bytes] = set()  # meshes kept in full here: exempt from quotas
         self._ip_buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._global_bucket = _Bucket(float(self.config.rate_limit_global or 0), now)
@@ -338,11 +345,17 @@ class NodeCore:
     def find_node(self, target: bytes, now: float) -> int:
         return LookupOp(self, target).start(now).op_id
 
-    def put(self, raw: bytes, key: bytes, now: float, *, quorum: int | None = None) -> int:
-        """Validate `raw`, keep it locally, then store it on the k closest nodes."""
+    def put(
+        self, raw: bytes, key: bytes, now: float, *, quorum: int | None = None, early: bool = False
+    ) -> int:
+        """Validate `raw`, keep it locally, then store it on the k closest nodes.
+
+        The result comes when every target answered, or with `early` as soon as the
+        write quorum acknowledged (the remaining STOREs carry on).
+        """
         record = self.validate(key, raw)  # raises ValidationError: caller's bad record
         self._accept(record, now)  # our own store follows the same rules (STALE_SEQ)
-        op = PutOp(self, record, quorum=quorum or self.config.write_quorum)
+        op = PutOp(self, record, quorum=quorum or self.config.write_quorum, early=early)
         return op.start(now).op_id
 
     def get(self, key: bytes, now: float) -> int:
@@ -564,10 +577,14 @@ class NodeCore:
         """PING stale contacts that are still in the table: an overloaded peer that
         missed a few answers comes back as soon as it answers one."""
         threshold = self.config.evict_after_failures
-        stale = [c for c in self.table if c.failures >= threshold]
-        for c in stale[:PROBES_PER_TICK]:
-            self.request(c.addr, c.node_id, Ping(), _Fire(self, False), now)
-        if len(self.table) - len(stale) < self.config.k:
+        for node_id in list(self._stale):  # forget the ones that answered or left
+            c = self.table.get(node_id)
+            if c is None or c.failures < threshold:
+                del self._stale[node_id]
+        for c in [self.table.get(i) for i in list(self._stale)[:PROBES_PER_TICK]]:
+            if c is not None:
+                self.request(c.addr, c.node_id, Ping(), _Fire(self, False), now)
+        if len(self.table) - len(self._stale) < self.config.k:
             # Few live contacts (a mass failure): try contacts we knew before, so
             # survivors that never met find each other again.
             known = [sc for sc in self.store.load_contacts() if sc.node_id not in self.table]
@@ -632,7 +649,19 @@ class NodeCore:
             self._fresh(key, now)
             self.stats["republishes"] += 1
             sent += 1
-            for c in self.healthy_closest(key, k):
+            near = self.healthy_closest(key, 2 * k)
+            t = id_to_int(key)
+            if (
+                key not in self._repairing
+                and len(near) >= k
+                and (self.node_id_int ^ t) > (near[k - 1].int_id ^ t)
+            ):
+                continue  # a cached or pinned copy far from the key: its k holders republish
+            self._repairing.discard(key)
+            # Contacts that just failed a request are passed over while k others
+            # remain: after deaths, the copies go to the live nodes beyond them.
+            sure = [c for c in near if c.failures == 0]
+            for c in (sure + [c for c in near if c.failures])[:k]:
                 self.send_store(c.node_id, c.addr, record, now)
         if heap and heap[0][0] <= now and not self._republish_soon:
             self._republish_soon = True
@@ -669,6 +698,7 @@ class NodeCore:
             if fresh > self._first_death or fresh > now - self.config.republish_interval / 4:
                 continue  # re-pushed since the deaths, or just now: a storm helps no one
             if any(d ^ t < bound for d in dead):
+                self._repairing.add(key)  # republish it even from a copy far from the key
                 # Jittered, so the first holder's push reaches the others before their
                 # own turn comes and they skip it (a fresh re-store resets their due).
                 self._set_due(key, now + self.rng.uniform(0, self.config.repair_delay))
@@ -721,6 +751,8 @@ class NodeCore:
 
                 self._schedule(now + self.rng.uniform(0.1, 1.0), send)
             return
+        if failures >= threshold:
+            self._stale[node_id] = None
         if failures == threshold:
             self.stats["stale"] += 1
             self._repair_around(node_id, now)
@@ -737,9 +769,11 @@ class NodeCore:
     def healthy_closest(self, target: bytes, n: int) -> list[Contact]:
         """The `n` closest contacts that are not stale."""
         threshold = self.config.evict_after_failures
-        near = self.table.closest(target, 2 * n)
+        near = self.table.closest(target, n)
+        if not self._stale:
+            return near
         healthy = [c for c in near if c.failures < threshold]
-        if len(healthy) < n and len(near) == 2 * n:  # many stale ones: look further out
+        if len(healthy) < n and len(near) == n:  # stale ones in the way: look further out
             near = self.table.closest(target, len(self.table))
             healthy = [c for c in near if c.failures < threshold]
         return healthy[:n]
@@ -836,7 +870,7 @@ class NodeCore:
         elif isinstance(body, Store):
             reply = self._store_request(body, addr[0], now)
         elif isinstance(body, List):
-            reply = self._list(body)
+            reply = self._list(body, addr)
         elif isinstance(body, GetMany):
             reply = Records(self._records_for(body.keys))
         else:  # pragma: no cover - decode_message only yields the types above
@@ -845,23 +879,30 @@ class NodeCore:
         if not h.read_only:  # a client is answered, never routed to (nor handed keys)
             self._learn(h.sender_id, addr, now)
 
-    def _list(self, body: List) -> Listed:
+    def _list(self, body: List, asker: tuple[str, int]) -> Listed:
         source = self.sync_sources.get(body.mesh) if body.since is not None else None
         if source is None or body.since is None:
             keys = self.store.list_mesh(body.mesh, body.cursor, body.limit)
             return Listed(tuple(keys), keys[-1] if len(keys) == body.limit else None)
         offset = int.from_bytes(body.cursor, "big") if body.cursor is not None else 0
-        keys, more = source(body.since, offset, body.limit)
+        keys, more = source(body.since, offset, body.limit, asker)
         nxt = (offset + len(keys)).to_bytes(32, "big") if more else None
         return Listed(tuple(keys), nxt)
 
     def _closest_info(self, target: bytes, exclude: bytes) -> tuple[NodeInfo, ...]:
         n = min(self.config.k, MAX_CONTACTS_PER_REPLY)
-        return tuple(
-            NodeInfo(c.node_id, c.addr[0], c.addr[1])
-            for c in self.healthy_closest(target, n + 1)
-            if c.node_id != exclude
-        )[:n]
+        out: list[NodeInfo] = []
+        infos = self._infos
+        for c in self.healthy_closest(target, n + 1):
+            if c.node_id == exclude:
+                continue
+            info = infos.get(c.node_id)
+            if info is None or info.port != c.addr[1] or info.host != c.addr[0]:
+                if len(infos) > INFO_CACHE_FACTOR * max(len(self.table), 64):
+                    infos.clear()  # departed contacts pile up otherwise
+                info = infos[c.node_id] = NodeInfo(c.node_id, c.addr[0], c.addr[1])
+            out.append(info)
+        return tuple(out[:n])
 
     def _records_for(self, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
         out: list[bytes] = []

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .ids import id_to_int
+from .routing import subnet_group
 
 __all__ = ["Candidate", "CandidateState", "Lookup"]
 
@@ -66,6 +67,7 @@ class Lookup:
         k: int,
         alpha: int,
         settle: int,
+        subnet_limit: int | None = None,
     ) -> None:
         self.target = target
         self.k = k
@@ -74,6 +76,10 @@ class Lookup:
         self._t = id_to_int(target)
         self._own = own_id
         self._by_id: dict[bytes, Candidate] = {}
+        # The routing table's per-/24 rule, applied to candidates too: a block of
+        # Sybil ids all "closest" to the target cannot fill a lookup's result.
+        self._subnet_limit = subnet_limit
+        self._per_group: dict[object, int] = {}
         self._sorted: list[Candidate] = []
         self.queries_sent = 0
         self.replies = 0
@@ -85,6 +91,12 @@ class Lookup:
     def _add(self, node_id: bytes, addr: tuple[str, int], hops: int) -> None:
         if node_id == self._own or node_id in self._by_id:
             return
+        if self._subnet_limit is not None:
+            group = subnet_group(addr[0])
+            if group is not None:
+                if self._per_group.get(group, 0) >= self._subnet_limit:
+                    return
+                self._per_group[group] = self._per_group.get(group, 0) + 1
         cand = Candidate(node_id, addr, id_to_int(node_id) ^ self._t, hops)
         limit = MAX_CANDIDATES_FACTOR * self.k
         if len(self._sorted) >= limit and cand.distance > self._sorted[-1].distance:

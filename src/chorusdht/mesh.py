@@ -63,6 +63,7 @@ from .transport import Address
 __all__ = ["AppendResult", "Mesh", "Phase", "SyncReport"]
 
 ZERO = b"\x00" * 32
+PUSH_FANOUT = 16  # member nodes a new chunk is pushed to directly; gossip covers the rest
 REPLICATION_WORKERS = 4  # background puts in flight per mesh (wait="local" appends)
 SYNC_BATCH = MAX_RECORDS_PER_REPLY  # keys per GET_MANY during sync
 ENVELOPE_SLACK = 512  # bytes a chunk's envelope adds around its payload
@@ -86,6 +87,21 @@ class Phase:
 class SyncReport:
     peer: Address | None
     fetched: int  # new chunks merged this round
+
+
+def _key_of(raw: bytes) -> bytes:
+    """The key a served record is stored under: its hash, or for a head or a roster,
+    the key derived from its mesh (and author)."""
+    digest = sha256(raw)
+    try:
+        rec = load_trusted(digest, raw)
+    except ValidationError:
+        return digest
+    if isinstance(rec, Head):
+        return head_key(rec.mesh, rec.author)
+    if isinstance(rec, Roster):
+        return roster_key(rec.mesh)
+    return digest
 
 
 def _wall_ms() -> int:
@@ -114,8 +130,9 @@ class Mesh:
         self.view = self.core.membership.add_genesis(genesis)
         self.log = MeshLog(self.id, is_member=self.core.member_check())
         self.rejected = 0
-        self._since_cache: tuple[tuple[SinceEntry, ...], list[bytes]] | None = None
+        self._since_cache: tuple[tuple[tuple[SinceEntry, ...], int], list[bytes]] | None = None
         self._peers: dict[bytes, Address] = {}  # member node id -> address
+        self._pulling: set[Address] = set()  # askers we are pulling back from right now
         send, recv = trio.open_memory_channel[Record](2**31 - 1)
         self._to_replicate, self._replicate_queue = send, recv
         self.pending_replication = 0
@@ -129,12 +146,19 @@ class Mesh:
 
     @classmethod
     async def create(
-        cls, node: Node, name: str, *, author: Signer | None = None, policy: Policy = DEFAULT_POLICY
+        cls,
+        node: Node,
+        name: str,
+        *,
+        author: Signer | None = None,
+        policy: Policy = DEFAULT_POLICY,
+        pin: bool = True,
+        clock: Callable[[], int] = _wall_ms,
     ) -> Mesh:
         """Found a new mesh with `author` (default: the node's own key) as founder."""
         author = author or node.core.identity
         genesis = make_genesis(author, name, policy)
-        mesh = cls(node, genesis, author)
+        mesh = cls(node, genesis, author, pin=pin, clock=clock)
         mesh._keep(genesis)
         mesh._keep(mesh.view.roster())
         await mesh.start()
@@ -144,7 +168,13 @@ class Mesh:
 
     @classmethod
     async def join(
-        cls, node: Node, mesh_id: bytes, *, author: Signer | None = None, pin: bool = True
+        cls,
+        node: Node,
+        mesh_id: bytes,
+        *,
+        author: Signer | None = None,
+        pin: bool = True,
+        clock: Callable[[], int] = _wall_ms,
     ) -> Mesh:
         """Follow an existing mesh: fetch its genesis and roster, then its log."""
         if mesh_id in node.meshes:
@@ -156,11 +186,15 @@ class Mesh:
             raise LocalError(f"unknown mesh {mesh_id.hex()}: no node holds its genesis") from None
         if not isinstance(got.record, Genesis):
             raise LocalError(f"{mesh_id.hex()} is not a mesh id")
-        mesh = cls(node, got.record, author or node.core.identity, pin=pin)
+        mesh = cls(node, got.record, author or node.core.identity, pin=pin, clock=clock)
         mesh._keep(got.record)
         await mesh.start()
         await mesh.refresh_roster()
-        await mesh.fetch_dht()
+        # A member's node answers with everything in a few GET_MANY batches; the DHT
+        # path (one lookup per chunk) is only the fallback when no member answers.
+        report = await mesh.sync()
+        if report.peer is None or report.fetched == 0:
+            await mesh.fetch_dht()
         return mesh
 
     @classmethod
@@ -210,7 +244,7 @@ class Mesh:
 
     async def _publish(self, record: Record, quorum: int | None = None) -> int:
         try:
-            res = await self.node.put(record.raw, record.key, quorum=quorum)
+            res = await self.node.put(record.raw, record.key, quorum=quorum, early=True)
         except ChorusError:
             return 0
         return res.acks
@@ -265,6 +299,7 @@ class Mesh:
         )
         self._keep(chunk)
         self._keep(head)
+        self._push(chunk)
         if wait == "local":
             self.pending_replication += 2
             self._to_replicate.send_nowait(chunk)
@@ -273,6 +308,19 @@ class Mesh:
         acks = await self._publish(chunk)
         await self._publish(head, quorum=1)
         return AppendResult(chunk.key, chunk.seq, acks)
+
+    def _push(self, chunk: Chunk) -> None:
+        """Send a new chunk straight to the pinning members' nodes we know (at most
+        PUSH_FANOUT of them, at random): they have it in one round trip instead of
+        waiting for an anti-entropy round to reach them; the rounds catch the rest."""
+        peers = sorted(self._peers.items())
+        if len(peers) > PUSH_FANOUT:
+            peers = self.core.rng.sample(peers, PUSH_FANOUT)
+        now = trio.current_time()
+        for node_id, addr in peers:
+            self.core.send_store(node_id, addr, chunk, now)
+        if peers:
+            self.node.pump()
 
     async def _replicate_worker(self) -> None:
         async for record in self._replicate_queue:
@@ -295,16 +343,39 @@ class Mesh:
     # ---- sync ---------------------------------------------------------------
 
     def _since_source(
-        self, since: tuple[SinceEntry, ...], offset: int, limit: int
+        self, since: tuple[SinceEntry, ...], offset: int, limit: int, asker: Address
     ) -> tuple[list[bytes], bool]:
-        """Answer a peer's phase vector with the keys it lacks (cached across pages)."""
-        if self._since_cache is None or self._since_cache[0] != since:
+        """Answer a peer's phase vector with the keys it lacks (cached across pages).
+
+        Push-pull: when the asker's vector shows it holds what we lack, we pull from
+        it at once, so a healed partition converges in about one round, not after
+        every node happened to pick a peer from the other side.
+        """
+        if offset == 0 and asker not in self._pulling:
+            mine, tips = self.log.phase(), self.log.tips()
+            if any(
+                e.seq > mine.get(e.author, 0)
+                or (e.seq == mine.get(e.author, 0) and e.tip not in (ZERO, tips.get(e.author)))
+                for e in since
+            ):
+                self._pulling.add(asker)
+                self.node.spawn(self._pull_back, asker)
+        stamp = (since, len(self.log))  # a grown log answers afresh
+        if self._since_cache is None or self._since_cache[0] != stamp:
             phase = {e.author: e.seq for e in since}
             tips = {e.author: e.tip for e in since if e.tip != ZERO}
             keys = [c.key for c in self.log.since(phase, tips=tips)]
-            self._since_cache = (since, keys)
+            self._since_cache = (stamp, keys)
         keys = self._since_cache[1]
         return keys[offset : offset + limit], offset + limit < len(keys)
+
+    async def _pull_back(self, peer: Address) -> None:
+        try:
+            await self.sync(peer)
+        except ChorusError:
+            pass
+        finally:
+            self._pulling.discard(peer)
 
     def _my_since(self) -> tuple[SinceEntry, ...]:
         tips = self.log.tips()
@@ -374,7 +445,7 @@ class Mesh:
                 break  # the peer no longer holds them: give up this round
             served = set()
             for raw in got.records:
-                key = sha256(raw)
+                key = _key_of(raw)
                 served.add(key)
                 try:
                     rec = self.core.validate(key, raw)
@@ -393,6 +464,8 @@ class Mesh:
                 if isinstance(rec, Chunk) and rec.mesh == self.id:
                     self._keep(rec)
                     new += 1
+            if served.isdisjoint(batch):
+                break  # the peer answered none of what we asked: try again next round
             keys = [k for k in batch if k not in served] + keys  # what the reply left out
         return new
 

@@ -451,5 +451,6 @@ def decode_message(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
         raise DecodeError("a message is a CBOR map")
     header = decode_header(obj)
     if header.version != PROTOCOL_VERSION:
-        raise VersionMismatch(header, obj.get("t") in _REQUEST_NAMES)
+        t = obj.get("t")
+        raise VersionMismatch(header, isinstance(t, str) and t in _REQUEST_NAMES)
     return Message(header, _decode_body(obj.get("t"), _Fields(obj)))

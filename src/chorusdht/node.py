@@ -13,6 +13,7 @@ Everything the node decides lives in `NodeCore`; this module only calls it with
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 from collections.abc import AsyncIterator
@@ -49,6 +50,7 @@ STORE_FILE = "store.sqlite3"
 LOCK_FILE = "node.lock"
 
 R = TypeVar("R")
+log = logging.getLogger("chorusdht.node")
 
 
 @dataclass(slots=True)
@@ -105,7 +107,11 @@ class Node:
     async def _receive_loop(self) -> None:
         while True:
             data, addr = await self.transport.receive()
-            self.core.receive_datagram(data, addr, trio.current_time())
+            try:
+                self.core.receive_datagram(data, addr, trio.current_time())
+            except Exception:  # a bug, but one datagram must never stop the node
+                self.core.stats["internal_errors"] += 1
+                log.exception("datagram from %s:%s raised; dropped", *addr)
             self.pump()
 
     async def _timer_loop(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -155,8 +161,11 @@ class Node:
         op = self.core.bootstrap(resolved, trio.current_time())
         return await self._wait(op, BootstrapResult)
 
-    async def put(self, raw: bytes, key: bytes, *, quorum: int | None = None) -> PutResult:
-        op = self.core.put(raw, key, trio.current_time(), quorum=quorum)
+    async def put(
+        self, raw: bytes, key: bytes, *, quorum: int | None = None, early: bool = False
+    ) -> PutResult:
+        """Store on the k closest nodes; with `early`, return once the quorum has it."""
+        op = self.core.put(raw, key, trio.current_time(), quorum=quorum, early=early)
         return await self._wait(op, PutResult)
 
     async def get(self, key: bytes) -> GetResult:

@@ -115,7 +115,13 @@ class LookupOp(Op):
             healthy = near
         seeds = [(c.node_id, c.addr) for c in healthy]
         self.lookup = Lookup(
-            target, seeds, own_id=core.node_id, k=cfg.k, alpha=cfg.alpha, settle=cfg.lookup_settle
+            target,
+            seeds,
+            own_id=core.node_id,
+            k=cfg.k,
+            alpha=cfg.alpha,
+            settle=cfg.lookup_settle,
+            subnet_limit=cfg.subnet_limit,
         )
         self.value = value
         self.then = then
@@ -211,7 +217,9 @@ class LookupOp(Op):
 class PutOp(Op):
     """Store `record` on the k closest nodes; acknowledged when `quorum` replicas hold it.
 
-    With `replicate_only`, this is a republish: no quorum and no local store.
+    By default the result waits for every target (so it reports all k replicas).
+    With `early`, it is reported as soon as the quorum acknowledged, and the STOREs
+    to the rest carry on: a writer is never held back by its slowest replica.
     """
 
     def __init__(
@@ -221,9 +229,12 @@ class PutOp(Op):
         *,
         quorum: int,
         report: bool = True,
+        early: bool = False,
         on_end: Callable[[PutOp], None] | None = None,
     ) -> None:
         super().__init__(core, report)
+        self.early = early
+        self.reported = False
         self.record = record
         self.quorum = quorum
         self.on_end = on_end
@@ -260,6 +271,10 @@ class PutOp(Op):
         self.waiting -= 1
         if isinstance(msg.body, Stored) and p.node_id is not None:
             self.acks.append(p.node_id)
+            if self.early and not self.reported and self._acked() >= self._quorum():
+                self._report(
+                    PutResult(self.record.key, self._acked(), tuple(self.acks), self.queries)
+                )
         else:
             self._fallback(now)
         self._check()
@@ -276,18 +291,31 @@ class PutOp(Op):
             node_id, addr = self.fallbacks.pop(0)
             self._send(node_id, addr, now)
 
+    def _acked(self) -> int:
+        return len(self.acks) + (1 if self.self_counts else 0)
+
+    def _quorum(self) -> int:
+        # A mesh smaller than the quorum can at best hold a copy on every node it has.
+        return min(self.quorum, self.core.config.k, self.found + 1)
+
+    def _report(self, outcome: PutResult | QuorumError) -> None:
+        self.reported = True
+        if self.report:
+            self.core.finish(self, outcome)
+
     def _check(self) -> None:
         if self.waiting > 0 or self.finished:
             return
-        acks = len(self.acks) + (1 if self.self_counts else 0)
-        # A mesh smaller than the quorum can at best hold a copy on every node it has.
-        quorum = min(self.quorum, self.core.config.k, self.found + 1)
+        self.finished = True
         if self.on_end is not None:
             self.on_end(self)
+        if self.reported:
+            return
+        acks, quorum = self._acked(), self._quorum()
         if not self.acks or acks < quorum:
-            self.finish(QuorumError(self.record.key, acks, quorum))
+            self._report(QuorumError(self.record.key, acks, quorum))
         else:
-            self.finish(PutResult(self.record.key, acks, tuple(self.acks), self.queries))
+            self._report(PutResult(self.record.key, acks, tuple(self.acks), self.queries))
 
 
 class GetOp(Op):
