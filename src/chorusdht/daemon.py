@@ -61,6 +61,7 @@ from .errors import (
 from .mesh import AppendResult, Mesh
 from .node import KEY_FILE, Node, open_node
 from .records import Cert, Chunk, Genesis, Head, Record, Roster
+from .recovery import entry_json
 
 __all__ = [
     "CONTROL_SOCKET",
@@ -172,19 +173,7 @@ def parse_memory_line(raw: bytes, lineno: int) -> bytes | None:
 
 def chunk_row(c: Chunk) -> dict[str, Any]:
     """A chunk as one JSON row, the memory.jsonl shape recovery writes, plus `time`."""
-    row: dict[str, Any] = {
-        "author": c.author.hex(),
-        "seq": c.seq,
-        "lamport": c.lamport,
-        "time": c.time,
-        "hash": c.key.hex(),
-    }
-    try:
-        row["payload"] = c.payload.decode("utf-8")
-    except UnicodeDecodeError:
-        row["payload"] = base64.b64encode(c.payload).decode("ascii")
-        row["payload_encoding"] = "base64"
-    return row
+    return {**entry_json(c), "time": c.time}
 
 
 def record_json(record: Record) -> dict[str, Any]:

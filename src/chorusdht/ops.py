@@ -104,12 +104,16 @@ class LookupOp(Op):
         value: bool = False,
         report: bool = True,
         then: Callable[[LookupOp, float], None] | None = None,
+        wide: bool = False,
     ) -> None:
         super().__init__(core, report)
         cfg = core.config
         # Contacts that failed their last request go last: after a mass failure each
         # dead contact then costs a lookup one timeout, not one per lookup.
-        near = core.table.closest(target, cfg.k)
+        # A `wide` lookup starts from every contact we have, with twice the queries in
+        # flight: the second try of a get, for when most of the network just died and
+        # the few survivors holding a copy are not among anyone's k closest.
+        near = core.table.closest(target, len(core.table) if wide else cfg.k)
         healthy = [c for c in near if c.failures == 0]
         if len(healthy) < cfg.alpha:
             healthy = near
@@ -118,8 +122,8 @@ class LookupOp(Op):
             target,
             seeds,
             own_id=core.node_id,
-            k=cfg.k,
-            alpha=cfg.alpha,
+            k=max(cfg.k, len(seeds)) if wide else cfg.k,
+            alpha=2 * cfg.alpha if wide else cfg.alpha,
             settle=cfg.lookup_settle,
             subnet_limit=cfg.subnet_limit,
         )
@@ -324,6 +328,7 @@ class GetOp(Op):
     def __init__(self, core: NodeCore, key: bytes, *, report: bool = True) -> None:
         super().__init__(core, report)
         self.key = key
+        self.widened = False
 
     def start(self, now: float) -> GetOp:
         local = self.core.local_record(self.key)
@@ -336,6 +341,12 @@ class GetOp(Op):
     def _found(self, lk: LookupOp, now: float) -> None:
         self.queries += lk.queries
         best = lk.best()
+        if best is None and not self.widened:
+            self.widened = True
+            LookupOp(
+                self.core, self.key, value=True, report=False, then=self._found, wide=True
+            ).start(now)
+            return
         if best is None:
             self.finish(NotFound(f"no valid record for {self.key.hex()[:16]}…"))
             return
