@@ -581,7 +581,10 @@ class NodeCore:
             c = self.table.get(node_id)
             if c is None or c.failures < threshold:
                 del self._stale[node_id]
-        for c in [self.table.get(i) for i in list(self._stale)[:PROBES_PER_TICK]]:
+        for node_id in list(self._stale)[:PROBES_PER_TICK]:
+            del self._stale[node_id]  # re-inserted at the end: probes take turns
+            self._stale[node_id] = None
+            c = self.table.get(node_id)
             if c is not None:
                 self.request(c.addr, c.node_id, Ping(), _Fire(self, False), now)
         if len(self.table) - len(self._stale) < self.config.k:
