@@ -77,6 +77,13 @@ def join(
     ] = None,
     k: Annotated[int, typer.Option(help="Replication factor and bucket size.")] = 20,
     republish: Annotated[float, typer.Option(help="Republish interval in seconds.")] = 3600.0,
+    subnet_limit: Annotated[
+        int,
+        typer.Option(
+            help="Contacts per /24 (IPv4) or /48 (IPv6) in one bucket; raise it for a "
+            "mesh of many nodes on one LAN."
+        ),
+    ] = 2,
     sync_interval: Annotated[
         float, typer.Option(help="Seconds between anti-entropy rounds per followed mesh.")
     ] = 5.0,
@@ -96,7 +103,12 @@ def join(
         follow = [parse_hex_id(m) for m in mesh or []]
         pins = [parse_hex_id(m) for m in pin or []]
         try:
-            config = NodeConfig(k=k, republish_interval=republish, require_membership=True)
+            config = NodeConfig(
+                k=k,
+                republish_interval=republish,
+                require_membership=True,
+                subnet_limit=subnet_limit,
+            )
         except ValueError as e:
             raise fail(str(e), 2) from None
         live = not json_logs and sys.stdout.isatty()

@@ -306,7 +306,10 @@ class Mesh:
             self._to_replicate.send_nowait(head)
             return AppendResult(chunk.key, chunk.seq, 0)
         acks = await self._publish(chunk)
-        await self._publish(head, quorum=1)
+        # The head only points at the newest chunk: it goes out in the background,
+        # where an older head still queued is skipped for the newer one.
+        self.pending_replication += 1
+        self._to_replicate.send_nowait(head)
         return AppendResult(chunk.key, chunk.seq, acks)
 
     def _push(self, chunk: Chunk) -> None:
