@@ -234,14 +234,12 @@ class PutOp(Op):
         quorum: int,
         report: bool = True,
         early: bool = False,
-        on_end: Callable[[PutOp], None] | None = None,
     ) -> None:
         super().__init__(core, report)
         self.early = early
         self.reported = False
         self.record = record
         self.quorum = quorum
-        self.on_end = on_end
         self.acks: list[bytes] = []
         self.self_counts = False
         self.waiting = 0
@@ -311,8 +309,6 @@ class PutOp(Op):
         if self.waiting > 0 or self.finished:
             return
         self.finished = True
-        if self.on_end is not None:
-            self.on_end(self)
         if self.reported:
             return
         acks, quorum = self._acked(), self._quorum()
