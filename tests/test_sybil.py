@@ -1,6 +1,6 @@
 """Sybil and eclipse resistance (issue 7, part 3), tier 1: sans-IO cores in virtual time.
 
-`Wire` below moves datagrams between real `NodeCore`s at chosen addresses (labels
+`simnet.Net` moves datagrams between real `NodeCore`s at chosen addresses (labels
 like 10.x.y.1: these cores never touch a socket) and lets *bots* answer at other
 addresses. A bot is a function from one datagram to its replies: the attackers.
 
@@ -18,13 +18,11 @@ not implemented in the core, so nothing here tests it.
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -53,15 +51,12 @@ from chorusdht.messages import (
     encode_message,
 )
 from chorusdht.records import make_chunk
-from chorusdht.results import GetResult, LookupResult, Result
+from chorusdht.results import GetResult, LookupResult
 from chorusdht.routing import REJECT_SUBNET_LIMIT, Rejected, RoutingTable, subnet_group
 from chorusdht.store import MemoryStore
 
-Addr = tuple[str, int]
-Outcome = Result | ChorusError
-Bot = Callable[[bytes, Addr], list[tuple[bytes, Addr]]]
+from .simnet import LINK, Addr, Bot, Net
 
-LINK = 0.01  # one-way delay in virtual seconds
 EVIL_NET = ipaddress.ip_network("10.66.6.0/24")
 K = 8  # small k keeps the swarm small; the subnet limit is the default 2
 
@@ -74,89 +69,6 @@ def honest_addr(i: int) -> Addr:
 def evil_addr(i: int) -> Addr:
     """Attacker i inside 10.66.6.0/24 (250 hosts, then further ports)."""
     return (f"10.66.6.{1 + i % 250}", 4000 + i // 250)
-
-
-@dataclass(order=True)
-class _Flight:
-    at: float
-    seq: int
-    src: Addr = field(compare=False)
-    dst: Addr = field(compare=False)
-    data: bytes = field(compare=False)
-
-
-class Wire:
-    """Cores and bots at chosen addresses, datagrams moved in virtual time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.cores: dict[Addr, NodeCore] = {}
-        self.bots: dict[Addr, Bot] = {}
-        self.outcomes: dict[Addr, dict[int, Outcome]] = {}
-        self.sent: list[tuple[Addr, Addr, bytes]] = []
-        self._queue: list[_Flight] = []
-        self._seq = 0
-
-    def add(self, addr: Addr, core: NodeCore) -> NodeCore:
-        self.cores[addr] = core
-        self.outcomes[addr] = {}
-        return core
-
-    def addr(self, core: NodeCore) -> Addr:
-        return next(a for a, c in self.cores.items() if c is core)
-
-    def send(self, src: Addr, dst: Addr, data: bytes) -> None:
-        self.sent.append((src, dst, data))
-        self._seq += 1
-        heapq.heappush(self._queue, _Flight(self.now + LINK, self._seq, src, dst, data))
-
-    def flush(self) -> None:
-        for addr, core in self.cores.items():
-            for data, dst in core.datagrams_to_send():
-                self.send(addr, dst, data)
-            while (event := core.next_event()) is not None:
-                self.outcomes[addr][event.op_id] = event.outcome
-
-    def step(self) -> None:
-        self.flush()
-        times = [t for t in (c.get_timer() for c in self.cores.values()) if t is not None]
-        if self._queue:
-            times.append(self._queue[0].at)
-        self.now = max(self.now, min(times))
-        while self._queue and self._queue[0].at <= self.now:
-            f = heapq.heappop(self._queue)
-            if f.dst in self.cores:
-                self.cores[f.dst].receive_datagram(f.data, f.src, self.now)
-            elif f.dst in self.bots:
-                for data, to in self.bots[f.dst](f.data, f.src):
-                    self.send(f.dst, to, data)
-            self.flush()
-        for core in self.cores.values():
-            deadline = core.get_timer()
-            if deadline is not None and deadline <= self.now:
-                core.handle_timer(self.now)
-        self.flush()
-
-    def run_for(self, seconds: float) -> None:
-        end = self.now + seconds
-        while True:
-            self.flush()
-            times = [t for t in (c.get_timer() for c in self.cores.values()) if t is not None]
-            if self._queue:
-                times.append(self._queue[0].at)
-            if not times or min(times) > end:
-                break
-            self.step()
-        self.now = end
-
-    def wait(self, core: NodeCore, op_id: int, limit: float = 120.0) -> Outcome:
-        end = self.now + limit
-        addr = self.addr(core)
-        self.flush()
-        while op_id not in self.outcomes[addr]:
-            assert self.now <= end, f"op {op_id} did not finish within {limit} s"
-            self.step()
-        return self.outcomes[addr].pop(op_id)
 
 
 def new_core(seed: bytes, now: float, config: NodeConfig) -> NodeCore:
@@ -206,10 +118,10 @@ def forger(ident: Identity, listed: tuple[NodeInfo, ...]) -> Bot:
 
 
 def test_a_contact_that_fails_the_challenge_never_enters_a_table() -> None:
-    wire = Wire()
+    wire = Net()
     cfg = NodeConfig(k=K)
-    a = wire.add(honest_addr(0), new_core(b"a", 0.0, cfg))
-    b = wire.add(honest_addr(1), new_core(b"b", 0.0, cfg))
+    a = wire.place(honest_addr(0), new_core(b"a", 0.0, cfg))
+    b = wire.place(honest_addr(1), new_core(b"b", 0.0, cfg))
     fake = Identity.from_seed(sha256(b"forger"))
     ghosts = tuple(NodeInfo(sha256(b"ghost", bytes([i])), f"10.77.{i}.1", 4000) for i in range(8))
     wire.bots[evil_addr(0)] = forger(fake, ghosts)
@@ -230,13 +142,13 @@ def test_a_contact_that_fails_the_challenge_never_enters_a_table() -> None:
         assert all(g.node_id not in core.table for g in ghosts)
     assert a.stats["bad_proof"] >= 3
     ghost_addrs = {(g.host, g.port) for g in ghosts}
-    assert not any(dst in ghost_addrs for _, dst, _ in wire.sent), "a ghost was queried"
+    assert not any(dst in ghost_addrs for _, _, dst, _ in wire.log), "a ghost was queried"
 
 
 def test_a_pong_from_a_key_that_is_not_the_id_is_dropped() -> None:
     """A sender key that does not hash to the sender id: counted, never admitted."""
-    wire = Wire()
-    a = wire.add(honest_addr(0), new_core(b"a", 0.0, NodeConfig(k=K)))
+    wire = Net()
+    a = wire.place(honest_addr(0), new_core(b"a", 0.0, NodeConfig(k=K)))
     liar, other = Identity.from_seed(sha256(b"liar")), Identity.from_seed(sha256(b"other"))
 
     def bot(data: bytes, src: Addr) -> list[tuple[bytes, Addr]]:
@@ -342,21 +254,19 @@ class Swarm:
 
         return answer
 
-    def knock(self, wire: Wire, honest: list[Addr], target: bytes, rng: random.Random) -> None:
+    def knock(self, wire: Net, honest: list[Addr], target: bytes, rng: random.Random) -> None:
         """Each attacker sends FIND_NODE to 8 honest nodes, so they challenge and admit it."""
         for i, (addr, ident) in enumerate(self.ids.items()):
             for dst in rng.sample(honest, 8):
                 header = Header(rng.randbytes(8), ident.node_id, ident.public_key)
                 data = encode_message(Message(header, FindNode(target)))
-                wire.sent.append((addr, dst, data))
-                wire._seq += 1
-                at = wire.now + LINK + i * 0.002
-                heapq.heappush(wire._queue, _Flight(at, wire._seq, addr, dst, data))
+                wire.log.append((wire.now, addr, dst, data))
+                wire.send_at(wire.now + LINK + i * 0.002, addr, dst, data)
 
 
 @dataclass
 class Eclipse:
-    wire: Wire
+    wire: Net
     honest: list[NodeCore]
     attackers: Swarm
     key: bytes
@@ -370,8 +280,8 @@ def eclipse() -> Eclipse:
     """60 honest cores on distinct /24s hold a record; 500 ground ids surround its key."""
     started = time.monotonic()
     cfg = NodeConfig(k=K, rate_limit_per_ip=None, rate_limit_global=None)
-    wire = Wire()
-    honest = [wire.add(honest_addr(i), new_core(bytes([i]), 0.0, cfg)) for i in range(60)]
+    wire = Net()
+    honest = [wire.place(honest_addr(i), new_core(bytes([i]), 0.0, cfg)) for i in range(60)]
     for core in honest[1:]:
         out = wire.wait(core, core.bootstrap([honest_addr(0)], wire.now))
         assert not isinstance(out, ChorusError), out
