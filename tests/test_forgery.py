@@ -60,7 +60,7 @@ from chorusdht.recovery import _Verifier, check_batch
 from chorusdht.results import GetResult
 from chorusdht.store import MemoryStore
 
-from .test_sybil import Wire
+from .simnet import Net
 
 FOUNDER = Identity.from_seed(sha256(b"forgery founder"))
 MEMBER = Identity.from_seed(sha256(b"forgery member"))
@@ -241,10 +241,10 @@ def test_a_get_through_another_core_never_returns_a_forgery() -> None:
     NotFound when only the forger holds the key, never the forgery.
     """
     deadline = time.monotonic() + 30
-    wire = Wire()
-    forger = wire.add(("10.1.0.1", 4000), member_node(b"forger", holds=False))
-    holder = wire.add(("10.2.0.1", 4000), member_node(b"holder", holds=True))
-    reader = wire.add(("10.3.0.1", 4000), member_node(b"reader", holds=False, cache_on_get=False))
+    wire = Net()
+    forger = wire.place(("10.1.0.1", 4000), member_node(b"forger", holds=False))
+    holder = wire.place(("10.2.0.1", 4000), member_node(b"holder", holds=True))
+    reader = wire.place(("10.3.0.1", 4000), member_node(b"reader", holds=False, cache_on_get=False))
     for core in (holder, reader):
         assert not isinstance(wire.wait(core, core.bootstrap([("10.1.0.1", 4000)], wire.now)),
                               ChorusError)  # fmt: skip
