@@ -12,15 +12,18 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from chorusdht import ChorusError
+from chorusdht import ChorusError, ConfigError, parse_mesh_key, read_key_file
 
 __all__ = [
     "DataDirOpt",
     "JsonOpt",
+    "KeyFileOpt",
+    "MeshKeyOpt",
     "MeshOpt",
     "data_dir_from",
     "err",
     "fail",
+    "mesh_key_from",
     "one_line_errors",
     "out",
 ]
@@ -47,6 +50,23 @@ MeshOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="File holding the mesh key of an encrypted mesh (64 hex digits).",
+        show_default=False,
+    ),
+]
+MeshKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mesh-key",
+        help="The mesh key of an encrypted mesh, as 64 hex digits (prefer --key-file: "
+        "a command line is visible to other local users).",
+        show_default=False,
+    ),
+]
 
 
 def data_dir_from(option: Path | None) -> Path:
@@ -63,6 +83,17 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one red line on stderr; return the Exit to raise."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def mesh_key_from(key_file: Path | None, mesh_key: str | None) -> bytes | None:
+    """The mesh key given by --key-file or --mesh-key (not both), or None."""
+    if key_file is not None and mesh_key is not None:
+        raise ConfigError("give --key-file or --mesh-key, not both")
+    if key_file is not None:
+        return read_key_file(key_file)
+    if mesh_key is not None:
+        return parse_mesh_key(mesh_key)
+    return None
 
 
 @contextmanager

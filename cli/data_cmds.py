@@ -88,7 +88,9 @@ def append(
 
 def _row_text(row: dict[str, Any]) -> str:
     payload = row["payload"]
-    if row.get("payload_encoding") == "base64":
+    if row.get("sealed"):
+        payload = "<sealed>"
+    elif row.get("payload_encoding") == "base64":
         payload = f"<{len(base64.b64decode(payload))} bytes>"
     return (
         f"{row['author'][:8]} #{row['seq']:<4} L{row['lamport']:<5} {row['hash'][:12]}  {payload}"
@@ -125,6 +127,11 @@ def log(
             return
     if reply["dangling"] and not as_json:
         err.print(f"{reply['dangling']} entries wait for missing ancestors (not shown)")
+    if reply.get("sealed") and not as_json:
+        err.print(
+            f"{reply['sealed']} entries are sealed: this node has no key that opens them "
+            "(`chorusdht mesh follow ID --key-file F`)"
+        )
 
 
 def phase(mesh: MeshOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
@@ -167,7 +174,9 @@ def get(
         f"lamport {reply['lamport']} mesh {reply['mesh'][:16]}…",
         highlight=False,
     )
-    if reply.get("payload_encoding") == "base64":
+    if reply.get("sealed"):
+        err.print("the payload is sealed: this node has no key that opens it")
+    elif reply.get("payload_encoding") == "base64":
         sys.stdout.buffer.write(base64.b64decode(reply["payload"]))
     else:
         print(reply["payload"])

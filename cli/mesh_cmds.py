@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from chorusdht import parse_hex_id
+from chorusdht import ConfigError, parse_hex_id, write_key_file
 
 from .client import call
-from .common import DataDirOpt, JsonOpt, MeshOpt, data_dir_from, one_line_errors, out
+from .common import (
+    DataDirOpt,
+    JsonOpt,
+    KeyFileOpt,
+    MeshKeyOpt,
+    MeshOpt,
+    data_dir_from,
+    err,
+    mesh_key_from,
+    one_line_errors,
+    out,
+)
 
 __all__ = ["mesh_app"]
 
@@ -36,6 +48,13 @@ def _print_mesh(m: dict[str, Any], as_json: bool) -> None:
     table.add_row("entries", f"{m['entries']} from {m['authors']} author(s)")
     table.add_row("root", m["root"])
     table.add_row("dangling", str(m["dangling"]))
+    if m.get("encrypted"):
+        held = "held here" if m.get("has_key") else "[red]not held here[/]: entries stay sealed"
+        table.add_row("encrypted", f"yes, mesh key {held}")
+        if m.get("sealed"):
+            table.add_row("sealed", f"{m['sealed']} entries this node cannot open")
+    if "key" in m:
+        table.add_row("mesh key", m["key"])
     for i, key in enumerate(m.get("members", [])):
         table.add_row("members" if i == 0 else "", key)
     out.print(table)
@@ -44,20 +63,51 @@ def _print_mesh(m: dict[str, Any], as_json: bool) -> None:
 @mesh_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="A label for the mesh (up to 128 characters).")],
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="Seal every payload with a new mesh key, so that nodes that are not "
+            "members store ciphertext only. Members need the key (out of band).",
+        ),
+    ] = False,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="With --encrypt: also write the mesh key to this file (mode 0600).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Found a mesh with this node's key; the node follows and pins it.
 
-    Example: chorusdht mesh create team-memory --data-dir ./node1
+    Example: chorusdht mesh create team-memory --encrypt --key-file team.key -d ./node1
     """
     with one_line_errors():
-        reply = call(data_dir_from(data_dir), "mesh_create", name=name)
+        if key_file is not None and not encrypt:
+            raise ConfigError("--key-file goes with --encrypt")
+        if key_file is not None and key_file.exists():
+            raise ConfigError(f"{key_file} exists: will not overwrite a key file")
+        reply = call(data_dir_from(data_dir), "mesh_create", name=name, encrypt=encrypt)
+        if key_file is not None:
+            try:
+                write_key_file(key_file, bytes.fromhex(reply["key"]))
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot write {key_file}: {e.strerror} (`mesh show --key` prints it)"
+                ) from None
     if as_json:
         _print_mesh(reply, True)
-    else:
-        out.print(f"created mesh {reply['name']!r}")
-        print(reply["id"])
+        return
+    out.print(f"created mesh {reply['name']!r}")
+    if "key" in reply:
+        where = f"; written to {key_file}" if key_file is not None else ""
+        err.print(f"the mesh is encrypted: give its key to members only{where}")
+        print(f"mesh key: {reply['key']}")
+    print(reply["id"])
 
 
 @mesh_app.command("admit")
@@ -77,13 +127,20 @@ def admit(
 
 
 @mesh_app.command("show")
-def show(mesh: MeshOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+def show(
+    mesh: MeshOpt = None,
+    key: Annotated[
+        bool, typer.Option("--key", help="Also print the mesh key of an encrypted mesh.")
+    ] = False,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Show a followed mesh: name, founder, members, entries, root.
 
     Example: chorusdht mesh show --data-dir ./node1
     """
     with one_line_errors():
-        reply = call(data_dir_from(data_dir), "mesh_show", mesh=mesh)
+        reply = call(data_dir_from(data_dir), "mesh_show", mesh=mesh, key=key)
     _print_mesh(reply, as_json)
 
 
@@ -93,13 +150,26 @@ def follow(
     pin: Annotated[
         bool, typer.Option(help="Keep a full copy even when this node is not a member.")
     ] = True,
+    key_file: KeyFileOpt = None,
+    mesh_key: MeshKeyOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Follow an existing mesh on the running node (remembered across restarts).
 
-    Example: chorusdht mesh follow 9c4e…07 --data-dir ./node2
+    An encrypted mesh's entries are read as plaintext only with its mesh key
+    (--key-file or --mesh-key; given again later, it is added to a followed mesh).
+
+    Example: chorusdht mesh follow 9c4e…07 --key-file team.key --data-dir ./node2
     """
     with one_line_errors():
         parse_hex_id(mesh_id)
-        reply = call(data_dir_from(data_dir), "follow", mesh=mesh_id, pin=pin)
+        key = mesh_key_from(key_file, mesh_key)
+        args: dict[str, Any] = {"mesh": mesh_id, "pin": pin}
+        if key is not None:
+            args["key"] = key.hex()
+        reply = call(data_dir_from(data_dir), "follow", **args)
     out.print(f"following mesh {reply['name']!r} ({reply['entries']} entries so far)")
+    if reply.get("encrypted") and not reply.get("has_key"):
+        err.print("the mesh is encrypted and this node has no key: its entries stay sealed here")
+    elif key is not None and reply["entries"] == 0:
+        err.print("no entry yet to check the mesh key against: `chorusdht log` shows if it opens")

@@ -30,7 +30,7 @@ from chorusdht import (
     write_outputs,
 )
 
-from .common import err, fail, one_line_errors, out
+from .common import KeyFileOpt, MeshKeyOpt, err, fail, mesh_key_from, one_line_errors, out
 
 __all__ = ["recover_cmd"]
 
@@ -78,6 +78,8 @@ def recover_cmd(
     ] = "0.0.0.0:0",
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    key_file: KeyFileOpt = None,
+    mesh_key: MeshKeyOpt = None,
 ) -> None:
     """Survivor recovery: crawl, fetch, verify and merge a mesh; exit 3 when incomplete.
 
@@ -88,6 +90,7 @@ def recover_cmd(
         root = parse_hex_id(expect_root, "root") if expect_root is not None else None
         seeds = [parse_addr(b) for b in bootstrap]
         listen_addr = parse_addr(listen)
+        key = mesh_key_from(key_file, mesh_key)
         columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, disable=not err.is_terminal) as bars:
 
@@ -102,6 +105,7 @@ def recover_cmd(
                             expect_root=root,
                             progress=_Bars(bars),
                             reseed=reseed,
+                            mesh_key=key,
                         )
 
             try:
@@ -137,6 +141,8 @@ def report_json(r: RecoveryReport, memory: Path, phase: Path) -> dict[str, objec
         "nodes_found": r.nodes_found,
         "nodes_reached": r.nodes_reached,
         "reseeded": r.reseeded,
+        "encrypted": r.encrypted,
+        "sealed": r.sealed,
         "memory": str(memory),
         "phase": str(phase),
     }
@@ -167,6 +173,13 @@ def report_table(r: RecoveryReport) -> Table:
         table.add_row("dangling", str(r.dangling))
     if r.dropped:
         table.add_row("dropped", ", ".join(f"{k} {v}" for k, v in r.dropped.items()))
+    if r.encrypted:
+        sealed = (
+            f"[yellow]{r.sealed} entries sealed[/] (no mesh key opens them; the root covers them)"
+            if r.sealed
+            else "every entry opened"
+        )
+        table.add_row("encrypted", sealed)
     if r.reseeded or r.reseed_failed:
         table.add_row("reseeded", f"{r.reseeded} ({r.reseed_failed} failed)")
     t = r.timings

@@ -47,7 +47,7 @@ from chorusdht.messages import (
     decode_message,
     encode_message,
 )
-from chorusdht.records import DEFAULT_MAX_RECORD, make_chunk, make_head
+from chorusdht.records import DEFAULT_MAX_RECORD, make_cert, make_chunk, make_genesis, make_head
 from chorusdht.results import (
     BootstrapResult,
     GetResult,
@@ -63,6 +63,8 @@ from .simnet import Addr, Net, Outcome, identity
 MESH = sha256(b"test mesh")
 AUTHOR = Identity.from_seed(sha256(b"author"))
 STRANGER = Identity.from_seed(sha256(b"stranger"))
+
+
 def chunk(i: int = 0, payload_size: int = 64) -> tuple[bytes, bytes]:
     payload = random.Random(i).randbytes(payload_size)
     c = make_chunk(AUTHOR, mesh=MESH, seq=1, prev=None, lamport=1, time=0, payload=payload)
@@ -849,3 +851,24 @@ def test_a_closed_core_answers_nothing() -> None:
     assert core.datagrams_to_send() == []
     core.receive_datagram(request(Ping(), version=PROTOCOL_VERSION + 1), PEER, 0.0)
     assert core.datagrams_to_send() == []
+
+
+def test_a_holder_keeps_the_membership_proof_of_what_it_stores() -> None:
+    """The genesis and certificates a STORE's proof carries are kept with the chunk, so
+    the chunk stays verifiable after every other copy of its author's cert is gone."""
+    founder, writer, outsider = identity(40), identity(41), identity(42)
+    genesis = make_genesis(founder, "kept")
+    cert = make_cert(founder, genesis.key, writer.public_key)
+    c = make_chunk(writer, mesh=genesis.key, seq=1, prev=None, lamport=1, time=0, payload=b"x")
+    core = lone_core(NodeConfig(require_membership=True))
+    core.receive_datagram(request(Store(c.key, c.raw, (genesis.raw, cert.raw))), PEER, 0.0)
+    assert isinstance(only_reply(core, PEER).body, Stored)
+    assert {c.key, genesis.key, cert.key} <= set(core.store.keys())
+    # The kept chain is a proof on its own: the writer needs none next time, and an
+    # outsider still gets NOT_MEMBER.
+    again = make_chunk(writer, mesh=genesis.key, seq=2, prev=c.key, lamport=2, time=0, payload=b"y")
+    assert isinstance(store_reply(core, again.key, again.raw).body, Stored)
+    stray = make_chunk(
+        outsider, mesh=genesis.key, seq=1, prev=None, lamport=1, time=0, payload=b"z"
+    )
+    assert_refused(store_reply(core, stray.key, stray.raw), ErrorCode.NOT_MEMBER)

@@ -3,7 +3,7 @@
 This module's `__all__` is the only import surface for `cli/` and `netsim/`.
 """
 
-from .config import NodeConfig
+from .config import MAX_PUZZLE_BITS, NodeConfig
 from .core import NodeCore
 from .daemon import (
     CONTROL_SOCKET,
@@ -30,11 +30,12 @@ from .errors import (
     NotFound,
     QuorumError,
     RemoteProtocolError,
+    SealError,
     StoreError,
     ValidationError,
 )
 from .identity import ED25519, Crypto, Identity, load_or_create_identity
-from .ids import distance, id_to_int, int_to_id, sha256
+from .ids import distance, id_to_int, int_to_id, puzzle_ok, sha256
 from .mesh import AppendResult, Mesh, Phase, SyncReport
 from .messages import Message, NodeInfo, decode_message, encode_message
 from .node import KEY_FILE, STORE_FILE, Node, open_node
@@ -58,6 +59,16 @@ from .results import (
     RecordsResult,
 )
 from .rto import RtoConfig
+from .seal import (
+    MESH_KEY_BYTES,
+    is_sealed,
+    new_mesh_key,
+    parse_mesh_key,
+    read_key_file,
+    seal,
+    unseal,
+    write_key_file,
+)
 from .store import MemoryStore, RecordStore, SqliteStore
 from .transport import Address, Transport, UdpTransport, parse_addr, resolve_addr
 
@@ -68,7 +79,9 @@ __all__ = [
     "ED25519",
     "KEY_FILE",
     "MAX_CONTROL_LINE",
+    "MAX_PUZZLE_BITS",
     "MESHES_FILE",
+    "MESH_KEY_BYTES",
     "STORE_FILE",
     "Address",
     "AppendResult",
@@ -109,6 +122,7 @@ __all__ = [
     "RecoveryReport",
     "RemoteProtocolError",
     "RtoConfig",
+    "SealError",
     "SqliteStore",
     "Stage",
     "StoreError",
@@ -127,19 +141,27 @@ __all__ = [
     "head_key",
     "id_to_int",
     "int_to_id",
+    "is_sealed",
     "load_or_create_identity",
     "make_chunk",
     "make_head",
+    "new_mesh_key",
     "open_node",
     "parse_addr",
     "parse_hex_id",
     "parse_memory_line",
+    "parse_mesh_key",
     "plain_errors",
+    "puzzle_ok",
+    "read_key_file",
     "recover",
     "resolve_addr",
     "run_daemon",
+    "seal",
     "select",
     "sha256",
+    "unseal",
     "validate",
+    "write_key_file",
     "write_outputs",
 ]

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from .records import DEFAULT_MAX_RECORD
 from .rto import RtoConfig
 
-__all__ = ["NodeConfig"]
+__all__ = ["MAX_PUZZLE_BITS", "NodeConfig"]
+
+MAX_PUZZLE_BITS = 32  # 2^32 key generations is days of grinding: beyond any sane setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +104,16 @@ class NodeConfig:
     verify_queue: int = 64
     """Unknown senders being challenged at once; more are ignored until a slot frees."""
 
+    id_puzzle_bits: int = 0
+    """S/Kademlia static puzzle: admit (and look up through) only contacts whose
+    SHA-256(node id) has this many leading zero bits; 0 is off. An id then costs
+    ~2^bits key generations instead of one, which prices Sybils; every node of the
+    overlay must meet it, its own id included (`Identity.generate(puzzle_bits=...)`)."""
+
     def __post_init__(self) -> None:
         if self.k < 1 or self.alpha < 1 or self.lookup_settle < 1:
             raise ValueError("k, alpha and lookup_settle must be at least 1")
         if self.write_quorum < 1:
             raise ValueError("write_quorum must be at least 1")
+        if not 0 <= self.id_puzzle_bits <= MAX_PUZZLE_BITS:
+            raise ValueError(f"id_puzzle_bits must be between 0 and {MAX_PUZZLE_BITS}")

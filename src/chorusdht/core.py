@@ -27,11 +27,12 @@ import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeAlias
 
 from .config import NodeConfig
 from .errors import ChorusError, DecodeError, ErrorCode, ValidationError
 from .identity import ED25519, Crypto, Signer
-from .ids import id_to_int, sha256
+from .ids import id_to_int, puzzle_ok, sha256
 from .membership import MembershipBook, membership_proof, verify_proof
 from .messages import (
     MAX_CONTACTS_PER_REPLY,
@@ -85,7 +86,6 @@ REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 
 DROP_AFTER_STALE = 3  # a stale contact silent for 3x the stale threshold is dropped outright
 RATE_LIMIT_TRACKED_IPS = 65536  # source IPs with a token bucket (LRU); ~6 MB at most
 RATE_LIMIT_REPLY_EVERY = 64  # answer one dropped request in 64 with RATE_LIMITED, drop the rest
-INFO_CACHE_FACTOR = 4  # wire-form contacts cached, relative to the table size
 HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
 PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
@@ -93,9 +93,7 @@ PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
 REPUBLISH_PACING = 0.05  # seconds between republish batches when many keys are due at once
 
 
-SyncSource = Callable[
-    [tuple[SinceEntry, ...], int, int, tuple[str, int]], tuple[list[bytes], bool]
-]
+SyncSource = Callable[[tuple[SinceEntry, ...], int, int, tuple[str, int]], tuple[list[bytes], bool]]
 """(phase vector, offset, limit, asker) -> (chunk keys the asker lacks from `offset` on,
 more?). The asker's address lets the source pull back when the asker is ahead."""
 
@@ -136,11 +134,9 @@ class _Bucket:
         return True
 
 
-@dataclass(order=True, slots=True)
-class _Timer:
-    deadline: float
-    seq: int
-    fire: Callable[[float], None] = field(compare=False)
+# A timer: (deadline, seq, fire). A plain tuple, because the heap compares entries
+# on every push and pop; `seq` breaks ties, so `fire` is never compared.
+_Timer: TypeAlias = tuple[float, int, Callable[[float], None]]
 
 
 class _EvictPing(Op):
@@ -225,6 +221,7 @@ class NodeCore:
         self.crypto = crypto
         self.membership = MembershipBook()  # meshes whose genesis (and certs) we hold
         self._member_proofs: OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]] = OrderedDict()
+        self._proof_to_keep: tuple[bytes, ...] | None = None  # verified during this STORE
         self.on_record: Callable[[Record, float], None] | None = None
         # Pinned meshes answer LIST-with-phase-vector from their log (see messages.List).
         self.sync_sources: dict[bytes, SyncSource] = {}
@@ -235,7 +232,7 @@ class NodeCore:
         self.rtt = RttTable(cfg.rto)
         self.stats: Counter[str] = Counter()
         self.verifying: set[bytes] = set()
-        self._proven: OrderedDict[bytes, None] = OrderedDict()  # ids that answered a challenge
+        self._proven: dict[bytes, None] = {}  # ids that answered a challenge, in LRU order
         self.evict_pings: set[bytes] = set()
         self._pending: dict[tuple[bytes, tuple[str, int]], Pending] = {}
         self._timers: list[_Timer] = []
@@ -250,7 +247,6 @@ class NodeCore:
         self._handoff_queue: list[Contact] = []
         self._repairing: set[bytes] = set()  # keys due for repair after deaths
         self._stale: dict[bytes, None] = {}  # contacts at the failure threshold (ordered set)
-        self._infos: dict[bytes, NodeInfo] = {}  # wire form of each contact, made once
         self.pinned: set[bytes] = set()  # meshes kept in full here: exempt from quotas
         self._ip_buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._global_bucket = _Bucket(float(self.config.rate_limit_global or 0), now)
@@ -319,11 +315,12 @@ class NodeCore:
         return out
 
     def get_timer(self) -> float | None:
-        return self._timers[0].deadline if self._timers else None
+        return self._timers[0][0] if self._timers else None
 
     def handle_timer(self, now: float) -> None:
-        while self._timers and self._timers[0].deadline <= now:
-            heapq.heappop(self._timers).fire(now)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            heapq.heappop(timers)[2](now)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -406,13 +403,18 @@ class NodeCore:
         the global bucket that honest peers share."""
         cfg = self.config
         if cfg.rate_limit_per_ip is not None:
-            bucket = self._ip_buckets.get(ip)
+            buckets = self._ip_buckets
+            bucket = buckets.get(ip)
             if bucket is None:
-                bucket = self._ip_buckets[ip] = _Bucket(float(cfg.rate_limit_per_ip), now)
-                if len(self._ip_buckets) > RATE_LIMIT_TRACKED_IPS:
-                    self._ip_buckets.popitem(last=False)
+                # A bucket idle for a second has refilled: it is the same as a new one,
+                # so only IPs heard from in the last second need one (LRU order).
+                while buckets and next(iter(buckets.values())).last <= now - 1.0:
+                    buckets.popitem(last=False)
+                bucket = buckets[ip] = _Bucket(float(cfg.rate_limit_per_ip), now)
+                if len(buckets) > RATE_LIMIT_TRACKED_IPS:
+                    buckets.popitem(last=False)
             else:
-                self._ip_buckets.move_to_end(ip)
+                buckets.move_to_end(ip)
             if not bucket.take(now, cfg.rate_limit_per_ip):
                 return False
         return cfg.rate_limit_global is None or self._global_bucket.take(now, cfg.rate_limit_global)
@@ -450,6 +452,7 @@ class NodeCore:
                 return True
             if proof and verify_proof(mesh, key, list(proof), self.crypto):
                 self._remember_proof(mesh, key, proof)
+                self._proof_to_keep = proof
                 return True
             return mesh not in self.membership.views and not self.config.require_membership
 
@@ -533,7 +536,7 @@ class NodeCore:
 
     def _schedule(self, deadline: float, fire: Callable[[float], None]) -> None:
         self._timer_seq += 1
-        heapq.heappush(self._timers, _Timer(deadline, self._timer_seq, fire))
+        heapq.heappush(self._timers, (deadline, self._timer_seq, fire))
 
     def _settle(self, p: Pending) -> None:
         """The request is answered or given up: forget all of its transaction ids."""
@@ -724,10 +727,11 @@ class NodeCore:
         cache only saves a signature and a verification per request to contacts that
         are not in the routing table (full buckets, lookup candidates).
         """
-        self._proven[node_id] = None
-        self._proven.move_to_end(node_id)
-        if len(self._proven) > PROVEN_CACHE:
-            self._proven.popitem(last=False)
+        proven = self._proven
+        proven.pop(node_id, None)  # re-inserted last: a plain dict, half an OrderedDict's size
+        proven[node_id] = None
+        if len(proven) > PROVEN_CACHE:
+            del proven[next(iter(proven))]
 
     def _contact_failed(self, node_id: bytes, now: float) -> None:
         """Count a failed request; a contact that keeps failing is stale.
@@ -789,6 +793,9 @@ class NodeCore:
             return
         if not verified:
             return
+        if not puzzle_ok(node_id, self.config.id_puzzle_bits):  # the one way into the table
+            self.stats["puzzle_rejected"] += 1
+            return
         offer = self.table.offer(node_id, addr, now)
         if isinstance(offer, Added):
             self.on_contact_added(offer.contact, now)
@@ -841,6 +848,8 @@ class NodeCore:
             return
         if node_id in self.verifying or len(self.verifying) >= self.config.verify_queue:
             return
+        if not puzzle_ok(node_id, self.config.id_puzzle_bits):
+            return  # it could never be admitted: spare the challenge
         if not self.table.would_accept(node_id, addr, room_only=True):
             return  # a full bucket keeps its proven old contacts (Kademlia's LRS rule)
         self.verifying.add(node_id)
@@ -895,15 +904,12 @@ class NodeCore:
     def _closest_info(self, target: bytes, exclude: bytes) -> tuple[NodeInfo, ...]:
         n = min(self.config.k, MAX_CONTACTS_PER_REPLY)
         out: list[NodeInfo] = []
-        infos = self._infos
         for c in self.healthy_closest(target, n + 1):
             if c.node_id == exclude:
                 continue
-            info = infos.get(c.node_id)
-            if info is None or info.port != c.addr[1] or info.host != c.addr[0]:
-                if len(infos) > INFO_CACHE_FACTOR * max(len(self.table), 64):
-                    infos.clear()  # departed contacts pile up otherwise
-                info = infos[c.node_id] = NodeInfo(c.node_id, c.addr[0], c.addr[1])
+            info = c.wire  # made once per contact and address, not once per reply
+            if not isinstance(info, NodeInfo) or (info.host, info.port) != c.addr:
+                info = c.wire = NodeInfo(c.node_id, c.addr[0], c.addr[1])
             out.append(info)
         return tuple(out[:n])
 
@@ -925,6 +931,7 @@ class NodeCore:
             self._fresh(body.key, now)  # the very bytes we validated before: a re-store
             self.stats["restored_fresh"] += 1
             return Stored()
+        self._proof_to_keep = None
         try:
             record = self.validate(body.key, body.record, body.proof)
             self._check_quota(record, origin)
@@ -932,7 +939,26 @@ class NodeCore:
         except ValidationError as e:
             self.stats[f"store_rejected_{e.code.value}"] += 1
             return ErrorReply(e.code, str(e)[:200])
+        if self._proof_to_keep is not None:
+            self._keep_proof(self._proof_to_keep, now)
         return Stored()
+
+    def _keep_proof(self, proof: tuple[bytes, ...], now: float) -> None:
+        """Keep the genesis and certificates that proved a new author's membership.
+
+        Without them a chunk held here could outlive every copy of its author's
+        certificate, and then nobody, recovery included, could verify it again.
+        They are few (one chain per author) and are replicated like any record.
+        """
+        self._proof_to_keep = None
+        for raw in proof:  # genesis first, then each link: each validates on the last
+            key = sha256(raw)
+            if key in self.store:
+                continue
+            try:
+                self._keep(self.validate(key, raw), now)
+            except ValidationError:  # pragma: no cover - verify_proof checked each one
+                return
 
     def _accept(self, record: Record, now: float) -> None:
         """Store a validated record if it wins; raises ValidationError(STALE_SEQ)."""

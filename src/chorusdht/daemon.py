@@ -19,10 +19,10 @@ or `{"error": "one line", "code": CODE}` where CODE is a wire error code
 (NOT_MEMBER, TOO_LARGE, ...) or the name of the `ChorusError` class. Commands:
 
     status                             id, address, contacts, records, meshes, backlog, stats
-    mesh_create  name                  found a mesh with this node's key
+    mesh_create  name, encrypt         found a mesh with this node's key (encrypt: a new mesh key)
     mesh_admit   mesh?, member (hex)   admit a public key
-    mesh_show    mesh?                 name, founder, members, entries, root
-    follow       mesh, pin             follow (and pin) an existing mesh
+    mesh_show    mesh?, key            name, founder, members, entries, root (key: the mesh key)
+    follow       mesh, pin, key?       follow (and pin) an existing mesh; key: its mesh key (hex)
     append       mesh?, text | b64, wait ("local" | "replicated")
     log          mesh?                 the timeline as rows (see `chunk_row`)
     phase        mesh?                 the phase vector and the root
@@ -31,6 +31,11 @@ or `{"error": "one line", "code": CODE}` where CODE is a wire error code
 
 `mesh?` is a mesh id or a unique prefix of one; it may be left out when the node
 follows exactly one mesh.
+
+The mesh key of an encrypted mesh (seal.py) is kept in meshes.json next to the
+follow state, and that file is written with mode 0600. Rows of `log` and `get`
+carry the plaintext when the node holds the key, and `"sealed": true` with the
+ciphertext (base64) when it does not.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from .mesh import AppendResult, Mesh
 from .node import KEY_FILE, Node, open_node
 from .records import Cert, Chunk, Genesis, Head, Record, Roster
 from .recovery import entry_json
+from .seal import parse_mesh_key
 
 __all__ = [
     "CONTROL_SOCKET",
@@ -159,6 +165,10 @@ def parse_memory_line(raw: bytes, lineno: int) -> bytes | None:
     except json.JSONDecodeError as e:
         raise LocalError(f"line {lineno}: not JSON ({e.msg}, column {e.colno})") from None
     if isinstance(value, dict) and "payload" in value:
+        if value.get("sealed") is True:
+            raise LocalError(
+                f"line {lineno}: a sealed entry that was never opened (recover with the mesh key)"
+            )
         payload = value["payload"]
         if not isinstance(payload, str):
             raise LocalError(f"line {lineno}: `payload` is not a string")
@@ -171,16 +181,17 @@ def parse_memory_line(raw: bytes, lineno: int) -> bytes | None:
     return text.encode()
 
 
-def chunk_row(c: Chunk) -> dict[str, Any]:
+def chunk_row(c: Chunk, *, encrypted: bool = False, key: bytes | None = None) -> dict[str, Any]:
     """A chunk as one JSON row, the memory.jsonl shape recovery writes, plus `time`."""
-    return {**entry_json(c), "time": c.time}
+    return {**entry_json(c, encrypted=encrypted, key=key), "time": c.time}
 
 
-def record_json(record: Record) -> dict[str, Any]:
-    """Any record as JSON (a chunk as its row)."""
+def record_json(record: Record, mesh: Mesh | None = None) -> dict[str, Any]:
+    """Any record as JSON (a chunk as its row, opened with `mesh`'s key if it has one)."""
     out: dict[str, Any] = {"kind": record.kind, "hash": record.key.hex(), "size": len(record.raw)}
     if isinstance(record, Chunk):
-        out |= chunk_row(record) | {"mesh": record.mesh.hex()}
+        encrypted, key = (mesh.encrypted, mesh.key) if mesh is not None else (False, None)
+        out |= chunk_row(record, encrypted=encrypted, key=key) | {"mesh": record.mesh.hex()}
     elif isinstance(record, Head):
         out |= {"mesh": record.mesh.hex(), "author": record.author.hex(), "seq": record.seq}
         out |= {"chunk": record.hash.hex()}
@@ -217,11 +228,38 @@ def load_followed(data_dir: Path) -> dict[bytes, bool]:
         raise ConfigError(f"corrupt {path}: fix or delete it") from None
 
 
-def save_followed(data_dir: Path, followed: dict[bytes, bool]) -> None:
-    """Write meshes.json atomically."""
-    doc = {"meshes": [{"id": k.hex(), "pin": v} for k, v in sorted(followed.items())]}
+def load_mesh_keys(data_dir: Path) -> dict[bytes, bytes]:
+    """The mesh keys this node holds (mesh id → key), from meshes.json."""
+    path = data_dir / MESHES_FILE
+    try:
+        doc = json.loads(path.read_text())
+        return {
+            bytes.fromhex(m["id"]): parse_mesh_key(m["key"])
+            for m in doc["meshes"]
+            if m.get("key") is not None
+        }
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError, ConfigError):
+        raise ConfigError(f"corrupt {path}: fix or delete it") from None
+
+
+def save_followed(
+    data_dir: Path, followed: dict[bytes, bool], keys: dict[bytes, bytes] | None = None
+) -> None:
+    """Write meshes.json atomically, mode 0600: it holds the mesh keys."""
+    keys = keys or {}
+    doc = {
+        "meshes": [
+            {"id": k.hex(), "pin": v} | ({"key": keys[k].hex()} if k in keys else {})
+            for k, v in sorted(followed.items())
+        ]
+    }
     tmp = data_dir / (MESHES_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # a .tmp left by an older version may be 0644
+        f.write(json.dumps(doc, indent=1) + "\n")
     os.replace(tmp, data_dir / MESHES_FILE)
 
 
@@ -234,6 +272,7 @@ class Daemon:
         self.sync_interval = sync_interval
         self.meshes: dict[bytes, Mesh] = {}
         self.pinned: dict[bytes, bool] = {}
+        self.keys: dict[bytes, bytes] = {}  # mesh keys of encrypted meshes (meshes.json)
         self.started = time.monotonic()
         self.handlers: dict[str, Handler] = {
             "status": self._status,
@@ -250,8 +289,11 @@ class Daemon:
 
     # ---- meshes -------------------------------------------------------------
 
-    async def follow(self, mesh_id: bytes, *, pin: bool) -> Mesh:
-        """Follow a mesh: from the local store if it holds the genesis, else from the DHT."""
+    async def follow(self, mesh_id: bytes, *, pin: bool, key: bytes | None = None) -> Mesh:
+        """Follow a mesh: from the local store if it holds the genesis, else from the DHT.
+
+        `key` is the mesh key of an encrypted mesh (also accepted for a mesh already
+        followed); a wrong one is a ConfigError and is not kept."""
         mesh = self.meshes.get(mesh_id)
         if mesh is None:
             if self.node.core.store.get(mesh_id) is not None:
@@ -264,16 +306,29 @@ class Daemon:
                     raise LocalError(
                         f"unknown mesh {mesh_id.hex()}: no reachable node to fetch it from"
                     ) from None
+            if key is not None:
+                mesh.set_key(key)
+                self.keys[mesh_id] = key
             self._adopt(mesh, pin)
-        elif pin and not self.pinned[mesh_id]:
+            return mesh
+        changed = False
+        if key is not None and key != mesh.key:
+            mesh.set_key(key)
+            self.keys[mesh_id] = key
+            changed = True
+        if pin and not self.pinned[mesh_id]:
             self.pinned[mesh_id] = True
-            save_followed(self.data_dir, self.pinned)
+            changed = True
+        if changed:
+            save_followed(self.data_dir, self.pinned, self.keys)
         return mesh
 
     def _adopt(self, mesh: Mesh, pin: bool) -> None:
         self.meshes[mesh.id] = mesh
         self.pinned[mesh.id] = pin
-        save_followed(self.data_dir, self.pinned)
+        if mesh.key is not None:
+            self.keys[mesh.id] = mesh.key
+        save_followed(self.data_dir, self.pinned, self.keys)
         self.node.spawn(mesh.sync_forever, self.sync_interval)
 
     def mesh(self, ref: str | None) -> Mesh:
@@ -312,9 +367,12 @@ class Daemon:
             "dangling": len(mesh.dangling()),
             "rejected": mesh.rejected,
             "pending_replication": mesh.pending_replication,
+            "encrypted": mesh.encrypted,
+            "has_key": mesh.key is not None,
         }
-        if members:
+        if members:  # the detailed view: worth a pass over the timeline
             out["members"] = sorted(m.hex() for m in mesh.view.members())
+            out["sealed"] = mesh.sealed_count()
         return out
 
     # ---- status -------------------------------------------------------------
@@ -370,9 +428,12 @@ class Daemon:
         return self.status()
 
     async def _mesh_create(self, req: dict[str, Any]) -> dict[str, Any]:
-        mesh = await Mesh.create(self.node, _str(req, "name"))
+        mesh = await Mesh.create(self.node, _str(req, "name"), encrypt=bool(req.get("encrypt")))
         self._adopt(mesh, True)
-        return self.mesh_json(mesh, members=True)
+        out = self.mesh_json(mesh, members=True)
+        if mesh.key is not None:
+            out["key"] = mesh.key.hex()  # the one time it is told unasked: members need it
+        return out
 
     async def _mesh_admit(self, req: dict[str, Any]) -> dict[str, Any]:
         mesh = self.mesh(_opt_str(req, "mesh"))
@@ -381,10 +442,19 @@ class Daemon:
         return {"mesh": mesh.id.hex(), "member": member.hex(), "cert": cert.key.hex()}
 
     async def _mesh_show(self, req: dict[str, Any]) -> dict[str, Any]:
-        return self.mesh_json(self.mesh(_opt_str(req, "mesh")), members=True)
+        mesh = self.mesh(_opt_str(req, "mesh"))
+        out = self.mesh_json(mesh, members=True)
+        if req.get("key"):
+            if mesh.key is None:
+                why = "it is not encrypted" if not mesh.encrypted else "this node has none"
+                raise LocalError(f"no mesh key to show: {why}")
+            out["key"] = mesh.key.hex()
+        return out
 
     async def _follow(self, req: dict[str, Any]) -> dict[str, Any]:
-        mesh = await self.follow(parse_hex_id(_str(req, "mesh")), pin=bool(req.get("pin", True)))
+        key = parse_mesh_key(_str(req, "key")) if req.get("key") is not None else None
+        mesh_id = parse_hex_id(_str(req, "mesh"))
+        mesh = await self.follow(mesh_id, pin=bool(req.get("pin", True)), key=key)
         return self.mesh_json(mesh, members=True)
 
     async def _append(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -421,8 +491,11 @@ class Daemon:
 
     async def _log(self, req: dict[str, Any]) -> dict[str, Any]:
         mesh = self.mesh(_opt_str(req, "mesh"))
-        rows = [chunk_row(c) for c in mesh.timeline()]
-        return {"mesh": mesh.id.hex(), "rows": rows, "dangling": len(mesh.dangling())}
+        rows = [chunk_row(c, encrypted=mesh.encrypted, key=mesh.key) for c in mesh.timeline()]
+        sealed = sum(1 for r in rows if r.get("sealed"))
+        return {"mesh": mesh.id.hex(), "rows": rows, "dangling": len(mesh.dangling())} | {
+            "sealed": sealed
+        }
 
     async def _phase(self, req: dict[str, Any]) -> dict[str, Any]:
         mesh = self.mesh(_opt_str(req, "mesh"))
@@ -441,7 +514,8 @@ class Daemon:
                 record = (await self.node.get(key)).record
             except (NotFound, LookupFailed):
                 raise NotFound(f"no reachable node holds {key.hex()}") from None
-        return record_json(record)
+        mesh = self.meshes.get(record.mesh) if isinstance(record, Chunk) else None
+        return record_json(record, mesh)
 
     async def _import(self, req: dict[str, Any]) -> dict[str, Any]:
         mesh = self.mesh(_opt_str(req, "mesh"))
@@ -568,9 +642,10 @@ async def run_daemon(
             await _rejoin(node, bootstrap, bootstrap_timeout, log)
             daemon = Daemon(node, data_dir, sync_interval=sync_interval)
             wanted = load_followed(data_dir)
+            keys = load_mesh_keys(data_dir)
             wanted |= {m: wanted.get(m, False) for m in follow} | {m: True for m in pin}
             for mesh_id, pinned in wanted.items():
-                mesh = await daemon.follow(mesh_id, pin=pinned)
+                mesh = await daemon.follow(mesh_id, pin=pinned, key=keys.get(mesh_id))
                 log("following", mesh=mesh_id.hex(), entries=mesh.phase().entries)
             await node.start(daemon.serve_control, sock_path)
             log("ready", control=str(sock_path))

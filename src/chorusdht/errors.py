@@ -3,6 +3,7 @@
     ChorusError                      root: catch this to catch everything we raise
     ├── LocalError                   you misused the API or gave bad input (your fault)
     │   ├── ConfigError              a bad address, option, key file or data directory
+    │   ├── SealError                a sealed payload this mesh key cannot open
     │   └── StoreError               the local store failed or is locked
     ├── RemoteProtocolError          a peer sent something wrong (the peer's fault)
     │   ├── DecodeError              bytes that are not a well-formed, bounded message
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "QuorumError",
     "RemoteProtocolError",
+    "SealError",
     "StoreError",
     "ValidationError",
 ]
@@ -61,6 +63,10 @@ class LocalError(ChorusError):
 
 class ConfigError(LocalError):
     """A bad address, option, key file or data directory."""
+
+
+class SealError(LocalError):
+    """A sealed payload that this mesh key cannot open (a wrong key, or altered bytes)."""
 
 
 class StoreError(LocalError):

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from .errors import ConfigError
-from .ids import sha256
+from .ids import puzzle_ok, sha256
 
 __all__ = ["ED25519", "Crypto", "Ed25519Crypto", "Identity", "load_or_create_identity"]
 
@@ -76,8 +76,13 @@ class Identity:
     node_id: bytes
 
     @classmethod
-    def generate(cls) -> Identity:
-        return cls.from_private_key(Ed25519PrivateKey.generate())
+    def generate(cls, puzzle_bits: int = 0) -> Identity:
+        """A fresh key pair; with `puzzle_bits`, keys are ground until the id meets the
+        static puzzle (`ids.puzzle_ok`): about 2^puzzle_bits tries (8 bits: ~256)."""
+        while True:
+            ident = cls.from_private_key(Ed25519PrivateKey.generate())
+            if puzzle_ok(ident.node_id, puzzle_bits):
+                return ident
 
     @classmethod
     def from_seed(cls, seed: bytes) -> Identity:
@@ -128,10 +133,10 @@ class Identity:
         return cls.from_seed(seed)
 
 
-def load_or_create_identity(path: Path) -> Identity:
-    """Load the identity at `path`, creating it (mode 0600) if absent."""
+def load_or_create_identity(path: Path, puzzle_bits: int = 0) -> Identity:
+    """Load the identity at `path`, creating it (mode 0600, meeting the id puzzle) if absent."""
     if path.exists():
         return Identity.load(path)
-    ident = Identity.generate()
+    ident = Identity.generate(puzzle_bits)
     ident.save(path)
     return ident

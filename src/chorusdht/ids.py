@@ -15,6 +15,7 @@ __all__ = [
     "distance",
     "id_to_int",
     "int_to_id",
+    "puzzle_ok",
     "random_id_in_range",
     "sha256",
 ]
@@ -44,6 +45,17 @@ def int_to_id(value: int) -> bytes:
 def distance(a: bytes, b: bytes) -> int:
     """XOR distance between two 32-byte ids."""
     return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+
+
+def puzzle_ok(node_id: bytes, bits: int) -> bool:
+    """The S/Kademlia static puzzle: SHA-256(node id) has `bits` leading zero bits.
+
+    The id is already SHA-256(public key), so meeting the puzzle costs about 2^bits
+    key generations, once per identity; checking it costs one hash. 0 is off.
+    """
+    if bits <= 0:
+        return True
+    return id_to_int(sha256(node_id)) >> (ID_BITS - bits) == 0
 
 
 def random_id_in_range(low: int, high: int, rng: random.Random) -> bytes:

@@ -26,7 +26,7 @@ import bisect
 from dataclasses import dataclass
 from enum import Enum
 
-from .ids import id_to_int
+from .ids import id_to_int, puzzle_ok
 from .routing import subnet_group
 
 __all__ = ["Candidate", "CandidateState", "Lookup"]
@@ -51,9 +51,6 @@ class Candidate:
     state: CandidateState = CandidateState.NEW
     has_value: bool = False
 
-    def __lt__(self, other: Candidate) -> bool:
-        return self.distance < other.distance
-
 
 class Lookup:
     """One iterative FIND_NODE or FIND_VALUE toward `target`."""
@@ -68,6 +65,7 @@ class Lookup:
         alpha: int,
         settle: int,
         subnet_limit: int | None = None,
+        puzzle_bits: int = 0,
     ) -> None:
         self.target = target
         self.k = k
@@ -80,7 +78,11 @@ class Lookup:
         # Sybil ids all "closest" to the target cannot fill a lookup's result.
         self._subnet_limit = subnet_limit
         self._per_group: dict[object, int] = {}
-        self._sorted: list[Candidate] = []
+        # The static id puzzle (ids.puzzle_ok), as the routing table applies it: an id
+        # that fails it is never queried, nor counted among the closest.
+        self._puzzle_bits = puzzle_bits
+        self._sorted: list[Candidate] = []  # by distance to the target
+        self._dists: list[int] = []  # their distances, for bisect
         self.queries_sent = 0
         self.replies = 0
         for node_id, addr in seeds:
@@ -91,24 +93,30 @@ class Lookup:
     def _add(self, node_id: bytes, addr: tuple[str, int], hops: int) -> None:
         if node_id == self._own or node_id in self._by_id:
             return
+        distance = id_to_int(node_id) ^ self._t
+        dists = self._dists
+        limit = MAX_CANDIDATES_FACTOR * self.k
+        if len(dists) >= limit and distance > dists[-1]:
+            return  # farther than all we keep: it can never matter (the common case)
+        if self._puzzle_bits and not puzzle_ok(node_id, self._puzzle_bits):
+            return
         if self._subnet_limit is not None:
             group = subnet_group(addr[0])
             if group is not None:
                 if self._per_group.get(group, 0) >= self._subnet_limit:
                     return
                 self._per_group[group] = self._per_group.get(group, 0) + 1
-        cand = Candidate(node_id, addr, id_to_int(node_id) ^ self._t, hops)
-        limit = MAX_CANDIDATES_FACTOR * self.k
-        if len(self._sorted) >= limit and cand.distance > self._sorted[-1].distance:
-            return
-        bisect.insort(self._sorted, cand)
+        # `_dists` mirrors `_sorted`: bisecting plain ints is far cheaper than
+        # comparing Candidate objects, and this runs for every contact of every reply.
+        i = bisect.bisect_right(dists, distance)
+        cand = Candidate(node_id, addr, distance, hops)
+        dists.insert(i, distance)
+        self._sorted.insert(i, cand)
         self._by_id[node_id] = cand
-        if len(self._sorted) > limit:
-            dropped = self._sorted.pop()
-            if dropped.state is CandidateState.NEW:
-                del self._by_id[dropped.node_id]
-            else:
-                self._sorted.append(dropped)  # in flight or answered: keep its record
+        if len(dists) > limit and self._sorted[-1].state is CandidateState.NEW:
+            dropped = self._sorted.pop()  # in flight or answered ones keep their record
+            dists.pop()
+            del self._by_id[dropped.node_id]
 
     def get(self, node_id: bytes) -> Candidate | None:
         return self._by_id.get(node_id)

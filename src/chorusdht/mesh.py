@@ -4,6 +4,7 @@
     await mesh.admit(other_public_key)
     res = await mesh.append(b"...", wait="replicated")     # AppendResult(key, seq, replicas)
     mesh.timeline(); mesh.phase()                          # same on every complete node
+    mesh.payload(chunk)                                    # plaintext (sealed meshes: see below)
 
 How a mesh lives in the DHT (every record is put on the k closest nodes):
 
@@ -25,6 +26,13 @@ A pinning node keeps every record of the mesh and syncs by anti-entropy
 causal order; the chunks then come in GET_MANY batches. A round costs what is new.
 The DHT path (roster → heads → chunks, `fetch_dht`) is the fallback, and how a
 new member finds its first copy.
+
+An encrypted mesh (`Mesh.create(..., encrypt=True)`, genesis policy `encrypted`)
+has every payload sealed with a 32-byte mesh key (seal.py) before the chunk is
+signed, so the nodes that store it without being members hold ciphertext only.
+The key is handed to members out of band and never enters the DHT. Without it a
+node still syncs, validates and proves the root (all over the ciphertext), but
+`payload` gives None for a sealed entry and `append` is refused.
 """
 
 from __future__ import annotations
@@ -36,7 +44,15 @@ from typing import Any, Literal
 
 import trio
 
-from .errors import ChorusError, ErrorCode, LocalError, NetworkError, NotFound, ValidationError
+from .errors import (
+    ChorusError,
+    ConfigError,
+    ErrorCode,
+    LocalError,
+    NetworkError,
+    NotFound,
+    ValidationError,
+)
 from .identity import Signer
 from .ids import sha256
 from .memlog import MeshLog
@@ -58,6 +74,7 @@ from .records import (
     make_head,
     roster_key,
 )
+from .seal import SEAL_OVERHEAD, is_sealed, key_opens_any, new_mesh_key, open_entry, seal
 from .transport import Address
 
 __all__ = ["AppendResult", "Mesh", "Phase", "SyncReport"]
@@ -65,6 +82,9 @@ __all__ = ["AppendResult", "Mesh", "Phase", "SyncReport"]
 ZERO = b"\x00" * 32
 PUSH_FANOUT = 16  # member nodes a new chunk is pushed to directly; gossip covers the rest
 REPLICATION_WORKERS = 4  # background puts in flight per mesh (wait="local" appends)
+HEAD_LINGER = 0.2  # s a new head waits before its put, so a burst of appends shares one
+# head put (a head is a full DHT put: a lookup and k STOREs, as costly as the chunk's);
+# the head is only the DHT fallback's way in, members learn of chunks by push and sync
 SYNC_BATCH = MAX_RECORDS_PER_REPLY  # keys per GET_MANY during sync
 ENVELOPE_SLACK = 512  # bytes a chunk's envelope adds around its payload
 
@@ -119,12 +139,14 @@ class Mesh:
         *,
         pin: bool = True,
         clock: Callable[[], int] = _wall_ms,
+        key: bytes | None = None,
     ) -> None:
         self.node = node
         self.core = node.core
         self.genesis = genesis
         self.id = genesis.key
         self.author = author
+        self.key: bytes | None = None  # the mesh key of an encrypted mesh, when we hold it
         self.pin = pin
         self.clock = clock
         self.view = self.core.membership.add_genesis(genesis)
@@ -136,11 +158,16 @@ class Mesh:
         send, recv = trio.open_memory_channel[Record](2**31 - 1)
         self._to_replicate, self._replicate_queue = send, recv
         self.pending_replication = 0
+        self._head: Head | None = None  # the newest head not yet put (one per mesh: ours)
+        self._head_seq = 0  # the seq of the newest head queued
+        self._head_due = trio.Event()
         node.meshes[self.id] = self
         if pin:
             self.core.pinned.add(self.id)  # a full copy: exempt from quotas
         self.core.sync_sources[self.id] = self._since_source
         self._load_local()
+        if key is not None:
+            self.set_key(key)
 
     # ---- construction -------------------------------------------------------
 
@@ -154,11 +181,20 @@ class Mesh:
         policy: Policy = DEFAULT_POLICY,
         pin: bool = True,
         clock: Callable[[], int] = _wall_ms,
+        encrypt: bool = False,
+        key: bytes | None = None,
     ) -> Mesh:
-        """Found a new mesh with `author` (default: the node's own key) as founder."""
+        """Found a new mesh with `author` (default: the node's own key) as founder.
+
+        `encrypt` makes an encrypted mesh: its payloads are sealed with `key` (default:
+        a fresh random one, then `mesh.key`), which members must get out of band.
+        """
         author = author or node.core.identity
+        if encrypt or key is not None:
+            policy = Policy(max_roster=policy.max_roster, encrypted=True)
+            key = key if key is not None else new_mesh_key()
         genesis = make_genesis(author, name, policy)
-        mesh = cls(node, genesis, author, pin=pin, clock=clock)
+        mesh = cls(node, genesis, author, pin=pin, clock=clock, key=key)
         mesh._keep(genesis)
         mesh._keep(mesh.view.roster())
         await mesh.start()
@@ -175,10 +211,16 @@ class Mesh:
         author: Signer | None = None,
         pin: bool = True,
         clock: Callable[[], int] = _wall_ms,
+        key: bytes | None = None,
     ) -> Mesh:
-        """Follow an existing mesh: fetch its genesis and roster, then its log."""
+        """Follow an existing mesh: fetch its genesis and roster, then its log.
+
+        `key` is the mesh key of an encrypted mesh; it is checked against the entries
+        fetched (ConfigError when it opens none of them)."""
         if mesh_id in node.meshes:
             existing: Mesh = node.meshes[mesh_id]
+            if key is not None:
+                existing.set_key(key)
             return existing
         try:
             got = await node.get(mesh_id)
@@ -195,10 +237,19 @@ class Mesh:
         report = await mesh.sync()
         if report.peer is None or report.fetched == 0:
             await mesh.fetch_dht()
+        if key is not None:
+            mesh.set_key(key)
         return mesh
 
     @classmethod
-    def load(cls, node: Node, mesh_id: bytes, *, author: Signer | None = None) -> Mesh:
+    def load(
+        cls,
+        node: Node,
+        mesh_id: bytes,
+        *,
+        author: Signer | None = None,
+        key: bytes | None = None,
+    ) -> Mesh:
         """Follow a mesh whose records this node's store already holds (a restart)."""
         raw = node.core.store.get(mesh_id)
         if raw is None:
@@ -206,7 +257,7 @@ class Mesh:
         genesis = load_trusted(mesh_id, raw)
         if not isinstance(genesis, Genesis):
             raise LocalError(f"{mesh_id.hex()} is not a mesh id")
-        return cls(node, genesis, author or node.core.identity)
+        return cls(node, genesis, author or node.core.identity, key=key)
 
     def _load_local(self) -> None:
         """Rebuild the view and the log from what the local store holds for this mesh."""
@@ -235,6 +286,7 @@ class Mesh:
         """Start the background replication workers (called by create/join)."""
         for _ in range(REPLICATION_WORKERS):
             self.node.spawn(self._replicate_worker)
+        self.node.spawn(self._head_worker)
 
     # ---- records ------------------------------------------------------------
 
@@ -265,6 +317,42 @@ class Mesh:
             self.rejected += 1
             return False
 
+    # ---- sealed payloads ----------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the genesis policy says payloads are sealed with a mesh key."""
+        return self.genesis.policy.encrypted
+
+    def set_key(self, key: bytes) -> None:
+        """Hold the mesh key: appends are sealed with it, sealed entries open with it.
+
+        ConfigError for a key of the wrong length, for a mesh that is not encrypted,
+        and for a key that opens none of the sealed entries held (a sample of them).
+        """
+        if len(key) != 32:
+            raise ConfigError("a mesh key is 32 bytes (64 hex digits)")
+        if not self.encrypted:
+            raise ConfigError(f"mesh {self.id.hex()[:16]}… is not encrypted: it takes no key")
+        sample = [
+            (c.mesh, c.author, c.seq, c.payload) for c in self.log.chunks() if is_sealed(c.payload)
+        ]
+        if not key_opens_any(key, sample):
+            raise ConfigError(
+                f"wrong mesh key: it opens none of the sealed entries of mesh {self.id.hex()[:16]}…"
+            )
+        self.key = key
+
+    def payload(self, chunk: Chunk) -> bytes | None:
+        """The plaintext of an entry; None when it is sealed and our key (if any) cannot open it."""
+        return open_entry(chunk, self.encrypted, self.key)
+
+    def sealed_count(self) -> int:
+        """Entries of the timeline that this node cannot open (0 for a plain mesh)."""
+        if not self.encrypted:
+            return 0
+        return sum(self.payload(c) is None for c in self.log.timeline())
+
     # ---- the public API -----------------------------------------------------
 
     async def admit(self, member: bytes) -> Cert:
@@ -289,10 +377,21 @@ class Mesh:
         if not self.view.is_member(self.id, self.author.public_key):
             raise ValidationError(ErrorCode.NOT_MEMBER, "this key is not a member of the mesh")
         limit = self.core.config.max_record - ENVELOPE_SLACK
+        if self.encrypted:
+            limit -= SEAL_OVERHEAD
         if len(payload) > limit:
             raise ValidationError(
                 ErrorCode.TOO_LARGE, f"payload is {len(payload)} bytes, the limit is {limit}"
             )
+        if self.encrypted:
+            if self.key is None:
+                raise LocalError(
+                    f"mesh {self.id.hex()[:16]}… is encrypted and this node has no key for it "
+                    "(follow it with the mesh key)"
+                )
+            me = self.author.public_key
+            seq = self.log.next_append(me).seq
+            payload = seal(self.key, self.id, me, seq, payload)
         chunk = self.log.append(self.author, payload, time=self.clock())
         head = make_head(
             self.author, mesh=self.id, seq=chunk.seq, chunk_hash=chunk.key, lamport=chunk.lamport
@@ -300,17 +399,25 @@ class Mesh:
         self._keep(chunk)
         self._keep(head)
         self._push(chunk)
+        # The head only points at the newest chunk: it goes out in the background
+        # (after the chunk), where a newer head replaces one not yet put.
         if wait == "local":
-            self.pending_replication += 2
+            self.pending_replication += 1
             self._to_replicate.send_nowait(chunk)
-            self._to_replicate.send_nowait(head)
+            self._queue_head(head)
             return AppendResult(chunk.key, chunk.seq, 0)
         acks = await self._publish(chunk)
-        # The head only points at the newest chunk: it goes out in the background,
-        # where an older head still queued is skipped for the newer one.
-        self.pending_replication += 1
-        self._to_replicate.send_nowait(head)
+        self._queue_head(head)
         return AppendResult(chunk.key, chunk.seq, acks)
+
+    def _queue_head(self, head: Head) -> None:
+        if head.seq <= self._head_seq:
+            return  # concurrent appends: a newer head was queued already
+        self._head_seq = head.seq
+        if self._head is None:
+            self.pending_replication += 1  # one pending head, however often it is replaced
+            self._head_due.set()
+        self._head = head
 
     def _push(self, chunk: Chunk) -> None:
         """Send a new chunk straight to the pinning members' nodes we know (at most
@@ -328,9 +435,20 @@ class Mesh:
     async def _replicate_worker(self) -> None:
         async for record in self._replicate_queue:
             try:
-                if isinstance(record, Head) and record.seq < self.log.phase().get(record.author, 0):
-                    continue  # a newer head is queued behind it
                 await self._publish(record, quorum=1)
+            finally:
+                self.pending_replication -= 1
+
+    async def _head_worker(self) -> None:
+        """Put the newest head, at most one put at a time, HEAD_LINGER after it is due."""
+        while True:
+            await self._head_due.wait()
+            self._head_due = trio.Event()
+            await trio.sleep(HEAD_LINGER)
+            head, self._head = self._head, None
+            try:
+                if head is not None:
+                    await self._publish(head, quorum=1)
             finally:
                 self.pending_replication -= 1
 

@@ -26,8 +26,9 @@ import trio
 
 from .config import NodeConfig
 from .core import NodeCore
-from .errors import ChorusError, StoreError
+from .errors import ChorusError, ConfigError, StoreError
 from .identity import Identity, Signer, load_or_create_identity
+from .ids import puzzle_ok
 from .messages import SinceEntry
 from .records import Record
 from .results import (
@@ -234,9 +235,17 @@ async def open_node(
     lock = DataDirLock(data_dir) if data_dir is not None else None
     own_store = store is None
     try:
+        bits = config.id_puzzle_bits if config is not None else 0
         if identity is None:
             identity = (
-                load_or_create_identity(data_dir / KEY_FILE) if data_dir else Identity.generate()
+                load_or_create_identity(data_dir / KEY_FILE, bits)
+                if data_dir
+                else Identity.generate(bits)
+            )
+        if not puzzle_ok(identity.node_id, bits):
+            raise ConfigError(
+                f"this node's id does not meet the id puzzle of {bits} bits: make a new key "
+                f"with `chorusdht init --puzzle-bits {bits}` in a fresh data dir"
             )
         if store is None:
             store = SqliteStore(data_dir / STORE_FILE) if data_dir else MemoryStore()

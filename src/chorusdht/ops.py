@@ -126,6 +126,7 @@ class LookupOp(Op):
             alpha=2 * cfg.alpha if wide else cfg.alpha,
             settle=cfg.lookup_settle,
             subnet_limit=cfg.subnet_limit,
+            puzzle_bits=cfg.id_puzzle_bits,
         )
         self.value = value
         self.then = then

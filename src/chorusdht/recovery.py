@@ -41,6 +41,11 @@ Stages, and the decisions behind them:
 7. **Report**, and optionally **reseed**: `put` every valid record again so k
    copies exist.
 
+An encrypted mesh (seal.py) is recovered the same way: every stage works on the
+ciphertext, so the root is exact with or without the mesh key. With `mesh_key`
+memory.jsonl holds the plaintext; an entry it cannot open (no key, a wrong key)
+keeps its ciphertext, flagged `"sealed": true`, and the report counts it.
+
 The node's own store is swept too (a survivor may run recovery on itself), and
 is trusted no more than any peer.
 """
@@ -66,7 +71,15 @@ from typing import Protocol, TypeVar
 import trio
 
 from .codec import decode
-from .errors import ChorusError, DecodeError, ErrorCode, NetworkError, NotFound, ValidationError
+from .errors import (
+    ChorusError,
+    ConfigError,
+    DecodeError,
+    ErrorCode,
+    NetworkError,
+    NotFound,
+    ValidationError,
+)
 from .identity import ED25519
 from .ids import sha256
 from .membership import MembershipView
@@ -86,6 +99,7 @@ from .records import (
     roster_key,
     validate,
 )
+from .seal import MESH_KEY_BYTES, open_entry
 from .transport import Address
 
 __all__ = [
@@ -231,6 +245,12 @@ class RecoveryReport:
     reseed_failed: int
     timings: Timings
     log: MeshLog = field(repr=False, compare=False)
+    sealed: int = 0  # timeline entries of an encrypted mesh that the key given (if any) cannot open
+    mesh_key: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.genesis.policy.encrypted
 
     @property
     def exact(self) -> bool | None:
@@ -799,13 +819,17 @@ async def recover(
     progress: RecoveryProgress | None = None,
     reseed: bool = False,
     workers: int | None = None,
+    mesh_key: bytes | None = None,
 ) -> RecoveryReport:
     """Rebuild mesh `mesh` from every node reachable through `bootstrap`.
 
     `workers` sets the verifying processes (None: one per CPU; 0 or 1: in this
-    process). Raises LookupFailed when no bootstrap node answers, and NotFound when
+    process). `mesh_key` opens an encrypted mesh's payloads in the outputs.
+    Raises LookupFailed when no bootstrap node answers, and NotFound when
     no valid genesis of the mesh survives anywhere (nothing could be verified).
     """
+    if mesh_key is not None and len(mesh_key) != MESH_KEY_BYTES:
+        raise ConfigError(f"a mesh key is {MESH_KEY_BYTES} bytes ({2 * MESH_KEY_BYTES} hex digits)")
     progress = progress or NullProgress()
     max_size = node.core.config.max_record
     t0 = time.perf_counter()
@@ -894,6 +918,10 @@ async def recover(
     dropped.update(ver.dropped)
     view = ver.view
     assert view is not None  # settle() built it once the genesis was known
+    encrypted = ver.genesis.policy.encrypted
+    sealed = 0
+    if encrypted:
+        sealed = sum(open_entry(c, True, mesh_key) is None for c in log.timeline())
     return RecoveryReport(
         mesh=mesh,
         genesis=ver.genesis,
@@ -913,6 +941,8 @@ async def recover(
         reseed_failed=failed,
         timings=Timings(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5),
         log=log,
+        sealed=sealed,
+        mesh_key=mesh_key,
     )
 
 
@@ -974,18 +1004,28 @@ async def _reseed(
 # ---- outputs ----------------------------------------------------------------------
 
 
-def entry_json(c: Chunk) -> dict[str, object]:
-    """One memory.jsonl line: payload as text when it is UTF-8, else base64 with a flag."""
+def entry_json(c: Chunk, *, encrypted: bool = False, key: bytes | None = None) -> dict[str, object]:
+    """One memory.jsonl line: payload as text when it is UTF-8, else base64 with a flag.
+
+    In an encrypted mesh the payload is the plaintext `key` opens; an entry it cannot
+    open keeps its ciphertext (base64) and says `"sealed": true`.
+    """
     out: dict[str, object] = {
         "author": c.author.hex(),
         "seq": c.seq,
         "lamport": c.lamport,
         "hash": c.key.hex(),
     }
-    try:
-        out["payload"] = c.payload.decode("utf-8")
-    except UnicodeDecodeError:
+    payload = open_entry(c, encrypted, key)
+    if payload is None:  # ciphertext is never text, even when its bytes happen to be UTF-8
         out["payload"] = base64.b64encode(c.payload).decode("ascii")
+        out["payload_encoding"] = "base64"
+        out["sealed"] = True
+        return out
+    try:
+        out["payload"] = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        out["payload"] = base64.b64encode(payload).decode("ascii")
         out["payload_encoding"] = "base64"
     return out
 
@@ -1003,7 +1043,8 @@ def write_outputs(report: RecoveryReport, out_dir: Path) -> tuple[Path, Path]:
     with tmp.open("w", encoding="utf-8") as f:
         for c in report.log.timeline():
             digest.update(c.key)
-            f.write(json.dumps(entry_json(c), ensure_ascii=False, separators=(",", ":")))
+            row = entry_json(c, encrypted=report.encrypted, key=report.mesh_key)
+            f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
             f.write("\n")
     assert digest.digest() == report.root  # the file is exactly the proven timeline
     tmp.replace(memory)
@@ -1013,6 +1054,8 @@ def write_outputs(report: RecoveryReport, out_dir: Path) -> tuple[Path, Path]:
         "phase": {a.hex(): s for a, s in sorted(report.phase.items())},
         "entries": report.entries,
         "complete": report.complete,
+        "encrypted": report.encrypted,
+        "sealed": report.sealed,
     }
     tmp = phase.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

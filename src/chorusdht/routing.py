@@ -36,7 +36,7 @@ import ipaddress
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from .errors import ConfigError, LocalError
@@ -104,6 +104,8 @@ class Contact:
     int_id: int  # id_to_int(node_id), precomputed for distance arithmetic
     last_seen: float = 0.0
     failures: int = 0  # consecutive failed requests; reset by record_success
+    # The driver's cached wire form of (id, addr); the table never reads it.
+    wire: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,15 +395,15 @@ class RoutingTable:
         if n <= 0:
             return []
         t = id_to_int(target)
+        # (key, bucket) and (distance, contact) pairs: ranges and ids are distinct,
+        # so the sorts never fall through to comparing the objects themselves.
         order = sorted(
-            (b for b in self._buckets if b.contacts),
-            key=lambda b: (t ^ b.low) & ~(b.high - b.low - 1),
+            [((t ^ b.low) & ~(b.high - b.low - 1), b) for b in self._buckets if b.contacts]
         )
         found: list[Contact] = []
-        for bucket in order:
-            members = [c for c in bucket.contacts.values() if c.node_id != exclude]
-            members.sort(key=lambda c: c.int_id ^ t)
-            found.extend(members)
+        for _, bucket in order:
+            members = sorted([(c.int_id ^ t, c) for c in bucket.contacts.values()])
+            found.extend([c for _, c in members if c.node_id != exclude])
             if len(found) >= n:
                 break
         return found[:n]

@@ -19,7 +19,6 @@ values it already passes around.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from .errors import ConfigError, LocalError
@@ -116,17 +115,19 @@ class RttTable:
             raise ConfigError(f"max_entries must be >= 1, got {max_entries}")
         self.config = config
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, RttEstimator] = OrderedDict()
+        # A plain dict in LRU order (re-inserted on use): a node keeps one per peer
+        # it talks to, and an OrderedDict's links would double its size.
+        self._entries: dict[bytes, RttEstimator] = {}
 
     def get(self, node_id: bytes) -> RttEstimator:
         """The estimator of `node_id`, created if missing; marks it recently used."""
-        estimator = self._entries.get(node_id)
+        entries = self._entries
+        estimator = entries.pop(node_id, None)
         if estimator is None:
-            estimator = self._entries[node_id] = RttEstimator(self.config)
-            if len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        else:
-            self._entries.move_to_end(node_id)
+            estimator = RttEstimator(self.config)
+            if len(entries) >= self.max_entries:
+                del entries[next(iter(entries))]
+        entries[node_id] = estimator
         return estimator
 
     def timeout_for(self, node_id: bytes | None) -> float:
@@ -137,10 +138,10 @@ class RttTable:
         """
         if node_id is None:
             return self.config.initial
-        estimator = self._entries.get(node_id)
+        estimator = self._entries.pop(node_id, None)
         if estimator is None:
             return self.config.initial
-        self._entries.move_to_end(node_id)
+        self._entries[node_id] = estimator
         return estimator.rto
 
     def sample(self, node_id: bytes, rtt: float) -> None:
