@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from netsim import ScenarioError, find_scenario, list_scenarios, run_scenario
+from netsim import ScenarioError, find_scenario, list_scenarios, recoversim, run_scenario
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -41,7 +41,7 @@ def sim(
     """
     err = Console(stderr=True)
     try:
-        find_scenario(scenario)
+        path = find_scenario(scenario)
     except ScenarioError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -49,6 +49,9 @@ def sim(
         err.print("[red]error:[/red] --nodes must be at least 1", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     console = Console()
+    if recoversim.is_recover_scenario(path):
+        _sim_recover(path, seed, nodes, out, console, err)
+        return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -71,6 +74,36 @@ def sim(
     console.print(f"wall {wall['seconds']} s, peak RSS {wall['peak_rss_mib']} MiB")
     if out is not None:
         console.print(f"wrote {out / 'metrics.json'} and plots")
+
+
+def _sim_recover(
+    path: Path, seed: int, nodes: int | None, out: Path | None, console: Console, err: Console
+) -> None:
+    """A survivor-recovery scenario (`engine = "recover"`): netsim.recoversim, real trio nodes."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(path.stem, total=1.0, stage="")
+
+        def progress(_seed: int, stage: str, done: float, total: float) -> None:
+            bar.update(task, completed=done / total if total else 1.0, stage=stage)
+
+        try:
+            runs = recoversim.run_file(path, [seed], nodes=nodes, out=out, progress=progress)
+        except ValueError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    console.print(recoversim.summary_table(runs))
+    if out is not None:
+        console.print(f"wrote {out / 'metrics.json'}")
+    if not runs[0]["ok"]:
+        failed = ", ".join(k for k, v in runs[0]["must_hold"].items() if not v)
+        err.print(f"[red]must-hold failed:[/red] {failed}", highlight=False)
+        raise typer.Exit(1)
 
 
 def _pct(x: Any) -> str:
