@@ -88,6 +88,7 @@ def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[
         "unsolicited",
         "records_stored",
         "requests_out",
+        "sweeps",
     )
     out["core"] = {name: stats[name] for name in interesting}
     out["network"] = {"delivered": sim.delivered, "dropped": dict(sorted(sim.dropped.items()))}

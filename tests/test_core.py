@@ -872,3 +872,29 @@ def test_a_holder_keeps_the_membership_proof_of_what_it_stores() -> None:
         outsider, mesh=genesis.key, seq=1, prev=None, lamport=1, time=0, payload=b"z"
     )
     assert_refused(store_reply(core, stray.key, stray.raw), ErrorCode.NOT_MEMBER)
+
+
+def test_after_a_mass_failure_a_survivor_sweeps_its_table_once() -> None:
+    """34 of 40 nodes die silently. A survivor's table still looks healthy until it
+    talks to the dead; once most of its requests time out it PINGs every contact, the
+    silent ones turn stale, and the contacts it offers others are the living only."""
+    net = Net()
+    cores = net.swarm(40, NodeConfig(k=8))
+    assert all(c.stats["sweeps"] == 0 for c in cores)  # joining is no mass failure
+    rng = random.Random(5)
+    dead = rng.sample(cores, 34)
+    for c in dead:
+        net.silent.add(net.addr(c))
+    dead_ids = {c.node_id for c in dead}
+    a = next(c for c in cores if c not in dead)
+    assert sum(c.node_id in dead_ids for c in a.healthy_closest(bytes(32), len(a.table))) > 10
+    for _ in range(12):  # a reader's traffic: lookups that mostly time out
+        net.wait(a, a.find_node(rng.randbytes(32), net.now), limit=300)
+        if a.stats["sweeps"]:
+            break
+    assert a.stats["sweeps"] == 1
+    net.run_for(120)  # the sweep's PINGs, the suspects' probes, the refresh
+    offered = a.healthy_closest(bytes(32), len(a.table))
+    assert offered and not any(c.node_id in dead_ids for c in offered)
+    net.run_for(300)
+    assert a.stats["sweeps"] == 1  # at most one per SWEEP_COOLDOWN

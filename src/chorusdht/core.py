@@ -87,6 +87,10 @@ DROP_AFTER_STALE = 3  # a stale contact silent for 3x the stale threshold is dro
 RATE_LIMIT_TRACKED_IPS = 65536  # source IPs with a token bucket (LRU); ~6 MB at most
 RATE_LIMIT_REPLY_EVERY = 64  # answer one dropped request in 64 with RATE_LIMITED, drop the rest
 HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
+MASS_FAILURE_WINDOW = 32  # outcomes of the last requests watched for a mass failure
+MASS_FAILURE_TIMEOUTS = 24  # this many timed out among them: sweep the table
+SWEEP_COOLDOWN = 600.0  # s between two sweeps
+SWEEP_IN_FLIGHT = 16  # PINGs a sweep has out at once
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
 PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
 PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
@@ -188,6 +192,47 @@ class _Probe(Op):
         self.core.probing_done(self.node_id)
 
 
+class _Sweep(Op):
+    """After a mass failure: PING every contact, a few at a time, then refresh.
+
+    Right after most of the network died, the table still looks healthy: nobody
+    has talked to the dead yet. Silent contacts turn stale here (a sweep's
+    timeout counts twice, the suspect probe adds the third), so replies and
+    lookups offer only the living; then a join-style refresh (own id, every
+    bucket) meets the survivors this node did not know.
+    """
+
+    def __init__(self, core: NodeCore) -> None:
+        super().__init__(core, False)
+        self.todo = [c for c in core.table if c.failures == 0]
+        self.waiting = 0
+
+    def start(self, now: float) -> _Sweep:
+        self._more(now)
+        return self
+
+    def _more(self, now: float) -> None:
+        table = self.core.table
+        while self.todo and self.waiting < SWEEP_IN_FLIGHT:
+            c = self.todo.pop()
+            if table.get(c.node_id) is c:
+                self.waiting += 1
+                self.request(c.addr, c.node_id, Ping(), now)
+        if not self.waiting and not self.todo and not self.finished:
+            self.finished = True
+            BootstrapOp(self.core, [], report=False).start(now)
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        self.waiting -= 1
+        self._more(now)
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        self.waiting -= 1
+        if p.node_id is not None:
+            self.core._contact_failed(p.node_id, now)
+        self._more(now)
+
+
 class _Fire(Op):
     """A request whose answer nobody waits for (hand-off, path caching)."""
 
@@ -222,6 +267,8 @@ class NodeCore:
         self.membership = MembershipBook()  # meshes whose genesis (and certs) we hold
         self._member_proofs: OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]] = OrderedDict()
         self._proof_to_keep: tuple[bytes, ...] | None = None  # verified during this STORE
+        self._outcomes: deque[bool] = deque(maxlen=MASS_FAILURE_WINDOW)  # True: timed out
+        self._last_sweep = -SWEEP_COOLDOWN
         self.on_record: Callable[[Record, float], None] | None = None
         # Pinned meshes answer LIST-with-phase-vector from their log (see messages.List).
         self.sync_sources: dict[bytes, SyncSource] = {}
@@ -568,6 +615,22 @@ class NodeCore:
         if p.node_id is not None:
             self._contact_failed(p.node_id, now)
         p.owner.on_timeout(p, now)
+        self._outcomes.append(True)
+        self._check_mass_failure(now)
+
+    def _check_mass_failure(self, now: float) -> None:
+        """Most recent requests timed out: most of the network may be gone. Sweep."""
+        o = self._outcomes
+        if (
+            len(o) == MASS_FAILURE_WINDOW
+            and sum(o) >= MASS_FAILURE_TIMEOUTS
+            and now - self._last_sweep >= SWEEP_COOLDOWN
+            and not self._closed
+        ):
+            self._last_sweep = now
+            o.clear()
+            self.stats["sweeps"] += 1
+            _Sweep(self).start(now)
 
     def _refresh_tick(self, now: float) -> None:
         cfg = self.config
@@ -1002,6 +1065,7 @@ class NodeCore:
             self._prove(h.sender_id)
         self._settle(p)
         self.stats["responses_in"] += 1
+        self._outcomes.append(False)
         sent_at = next(t for txid, t in p.sends if txid == h.txid)
         self.rtt.sample(h.sender_id, now - sent_at)
         if p.node_id is None:
