@@ -898,3 +898,35 @@ def test_after_a_mass_failure_a_survivor_sweeps_its_table_once() -> None:
     assert offered and not any(c.node_id in dead_ids for c in offered)
     net.run_for(300)
     assert a.stats["sweeps"] == 1  # at most one per SWEEP_COOLDOWN
+
+
+def test_a_lookup_does_not_retry_candidates_that_just_failed() -> None:
+    """Replies keep naming the dead until their holders notice. A contact whose request
+    timed out is not taken as a candidate again for a while (RECENT_DEAD_FOR)."""
+    net = Net()
+    cores = net.swarm(24, NodeConfig(k=8))
+    dead = cores[1:13]
+    for c in dead:
+        net.silent.add(net.addr(c))
+    dead_addrs = {net.addr(c) for c in dead}
+    a = cores[20]
+    target = bytes(32)
+
+    def find_nodes_to_dead(since: int) -> int:
+        return sum(
+            1
+            for _, src, dst, data in net.log[since:]
+            if src == net.addr(a)
+            and dst in dead_addrs
+            and isinstance(decode_message(data).body, FindNode)
+        )
+
+    mark = len(net.log)
+    net.wait(a, a.find_node(target, net.now), limit=300)
+    first = find_nodes_to_dead(mark)
+    assert first > 0 and a.recent_dead
+    mark = len(net.log)
+    net.wait(a, a.find_node(target, net.now), limit=300)
+    assert find_nodes_to_dead(mark) < first
+    net.run_for(120)  # the memory fades: a contact may come back
+    assert not a.recent_dead

@@ -91,6 +91,8 @@ MASS_FAILURE_WINDOW = 32  # outcomes of the last requests watched for a mass fai
 MASS_FAILURE_TIMEOUTS = 24  # this many timed out among them: sweep the table
 SWEEP_COOLDOWN = 600.0  # s between two sweeps
 SWEEP_IN_FLIGHT = 16  # PINGs a sweep has out at once
+RECENT_DEAD_FOR = 60.0  # s a contact that failed a request is not offered to lookups
+RECENT_DEAD_MAX = 4096  # such ids remembered at most
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
 PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
 PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
@@ -268,6 +270,9 @@ class NodeCore:
         self._member_proofs: OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]] = OrderedDict()
         self._proof_to_keep: tuple[bytes, ...] | None = None  # verified during this STORE
         self._outcomes: deque[bool] = deque(maxlen=MASS_FAILURE_WINDOW)  # True: timed out
+        # Ids that failed a request (after its retries) within RECENT_DEAD_FOR: node id ->
+        # when. Lookups do not take them as candidates from replies (ops._contacts).
+        self.recent_dead: dict[bytes, float] = {}
         self._last_sweep = -SWEEP_COOLDOWN
         self.on_record: Callable[[Record, float], None] | None = None
         # Pinned meshes answer LIST-with-phase-vector from their log (see messages.List).
@@ -615,8 +620,24 @@ class NodeCore:
         if p.node_id is not None:
             self._contact_failed(p.node_id, now)
         p.owner.on_timeout(p, now)
+        if p.node_id is not None:
+            self._note_dead(p.node_id, now)
         self._outcomes.append(True)
         self._check_mass_failure(now)
+
+    def _note_dead(self, node_id: bytes, now: float) -> None:
+        """`node_id` did not answer a request or its retries: lookups skip it for a while."""
+        dead = self.recent_dead
+        dead.pop(node_id, None)  # re-inserted last: the dict stays in time order
+        dead[node_id] = now
+        self._forget_dead(now)
+        if len(dead) > RECENT_DEAD_MAX:
+            del dead[next(iter(dead))]
+
+    def _forget_dead(self, now: float) -> None:
+        dead = self.recent_dead
+        while dead and next(iter(dead.values())) <= now - RECENT_DEAD_FOR:
+            del dead[next(iter(dead))]
 
     def _check_mass_failure(self, now: float) -> None:
         """Most recent requests timed out: most of the network may be gone. Sweep."""
@@ -642,6 +663,7 @@ class NodeCore:
     def _probe_tick(self, now: float) -> None:
         """PING stale contacts that are still in the table: an overloaded peer that
         missed a few answers comes back as soon as it answers one."""
+        self._forget_dead(now)
         threshold = self.config.evict_after_failures
         for node_id in list(self._stale):  # forget the ones that answered or left
             c = self.table.get(node_id)
@@ -1066,6 +1088,8 @@ class NodeCore:
         self._settle(p)
         self.stats["responses_in"] += 1
         self._outcomes.append(False)
+        if self.recent_dead:
+            self.recent_dead.pop(h.sender_id, None)
         sent_at = next(t for txid, t in p.sends if txid == h.txid)
         self.rtt.sample(h.sender_id, now - sent_at)
         if p.node_id is None:

@@ -85,8 +85,12 @@ class Op:
         raise NotImplementedError
 
 
-def _contacts(nodes: tuple[NodeInfo, ...]) -> list[tuple[bytes, tuple[str, int]]]:
-    return [(n.node_id, (n.host, n.port)) for n in nodes]
+def _contacts(
+    nodes: tuple[NodeInfo, ...], dead: dict[bytes, float]
+) -> list[tuple[bytes, tuple[str, int]]]:
+    """A reply's contacts as lookup candidates, less those that just failed us: after
+    a mass failure every reply still names the dead, and each would cost a timeout."""
+    return [(n.node_id, (n.host, n.port)) for n in nodes if n.node_id not in dead]
 
 
 class LookupOp(Op):
@@ -178,12 +182,12 @@ class LookupOp(Op):
             return
         body = msg.body
         if isinstance(body, Nodes):
-            self.lookup.on_reply(p.node_id, _contacts(body.nodes), False)
+            self.lookup.on_reply(p.node_id, _contacts(body.nodes, self.core.recent_dead), False)
         elif isinstance(body, Value) and self.value:
             got = self._accept_values(body.records)
             if got:
                 self.found_from = self.found_from or p.node_id
-            self.lookup.on_reply(p.node_id, _contacts(body.nodes), got)
+            self.lookup.on_reply(p.node_id, _contacts(body.nodes, self.core.recent_dead), got)
         else:
             self.lookup.on_failure(p.node_id)
         self._pump(now)
