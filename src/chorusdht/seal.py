@@ -46,7 +46,7 @@ __all__ = [
 
 MAGIC = b"CHSEAL1"  # marks (and versions) a sealed payload; plaintext rarely starts so
 MESH_KEY_BYTES = 32  # ChaCha20-Poly1305 keys are 256 bits
-NONCE_BYTES = 12  # random per entry: 2^48 entries per key before a collision is likely
+NONCE_BYTES = 12  # random per entry: safe to ~2^32 entries per key (NIST SP 800-38D)
 TAG_BYTES = 16  # Poly1305
 SEAL_OVERHEAD = len(MAGIC) + NONCE_BYTES + TAG_BYTES  # 35 bytes added to every payload
 AAD_CONTEXT = b"chorusdht/seal"  # domain separation from every other hash input
