@@ -123,6 +123,7 @@ class Simulator:
         self.delivered = 0
         self.partitioned = False
         self.retired_stats: Counter[str] = Counter()  # core counters of powered-off cores
+        self.crashes = 0  # cores powered off so far (the runner frees their cycles)
 
     # ---- scheduling ---------------------------------------------------------
 
@@ -205,6 +206,7 @@ class Simulator:
         node.joined = False
         if node.core is not None:
             self.retired_stats.update(node.core.stats)
+            self.crashes += 1
         node.core = None
         node.waiters = {}
         node.timer_at = None

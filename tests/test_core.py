@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from chorusdht.codec import MAX_DATAGRAM, decode, encode
 from chorusdht.config import NodeConfig
-from chorusdht.core import NodeCore
+from chorusdht.core import HANDOFF_BURST, HANDOFF_TICK, NodeCore
 from chorusdht.errors import (
     ChorusError,
     ErrorCode,
@@ -32,6 +32,7 @@ from chorusdht.messages import (
     Body,
     ErrorReply,
     FindNode,
+    FindValue,
     Header,
     Listed,
     Message,
@@ -192,6 +193,33 @@ def test_find_node_returns_the_true_closest_nodes() -> None:
     )
     assert [n.node_id for n in result.nodes] == expected[:4]
     assert [(n.host, n.port) for n in result.nodes] == [net.addr_of[i] for i in expected[:4]]
+
+
+def test_a_lookup_asks_the_closest_candidate_again_before_giving_up_on_it() -> None:
+    """Under 1% loss a request and its retransmission both fail about 4 times in 10,000;
+    giving up on the true closest node then drops it from the result (lookup-10k missed
+    2 of 1,000 that way). A candidate among the `settle` closest gets one more request."""
+    net = Net()
+    cfg = NodeConfig(k=4, alpha=2, lookup_settle=3)
+    cores = net.swarm(12, cfg)
+    target = sha256(b"somewhere")
+    asker = cores[5]
+    closest = min((c for c in cores if c is not asker), key=lambda c: distance(c.node_id, target))
+    to_closest = net.addr(closest)
+    dropped: list[bytes] = []
+
+    def lose_two_finds(src: Addr, dst: Addr, data: bytes) -> bytes | None:
+        msg = decode_message(data)
+        if dst == to_closest and isinstance(msg.body, FindNode) and len(dropped) < 2:
+            dropped.append(data)
+            return None
+        return data
+
+    net.intercept = lose_two_finds
+    result = net.wait(asker, asker.find_node(target, net.now))
+    assert isinstance(result, LookupResult), result
+    assert len(dropped) == 2  # the request and its retransmission were both lost
+    assert result.nodes[0].node_id == closest.node_id
 
 
 def test_heads_on_the_network_keep_the_highest_seq() -> None:
@@ -581,12 +609,23 @@ def test_a_request_to_a_silent_address_times_out_after_its_retries() -> None:
 
 
 def _lookup_failures(net: Net, a: NodeCore, b: NodeCore, n: int) -> list[int]:
-    """Run `n` lookups from `a` while `b` is silent; `b`'s failure count after each."""
-    counts = []
-    for i in range(n):
-        net.wait(a, a.find_node(sha256(b"probe", bytes([i])), net.now))
-        contact = a.table.get(b.node_id)
-        counts.append(-1 if contact is None else contact.failures)
+    """Run lookups from `a` while `b` is silent until `n` requests timed out; `b`'s failure
+    count after each timeout (-1: evicted). A lookup may ask its closest candidate twice."""
+    counts: list[int] = []
+    addr = net.addr(a)
+    i = 0
+    while len(counts) < n:
+        op = a.find_node(sha256(b"probe", bytes([i])), net.now)
+        i += 1
+        seen = a.stats["timeouts"]
+        net.flush()
+        while op not in net.outcomes[addr]:
+            net.step()
+            if a.stats["timeouts"] > seen and len(counts) < n:
+                seen = a.stats["timeouts"]
+                contact = a.table.get(b.node_id)
+                counts.append(-1 if contact is None else contact.failures)
+        net.outcomes[addr].pop(op)
     return counts
 
 
@@ -638,7 +677,10 @@ def test_a_success_resets_the_failure_count() -> None:
     first = _lookup_failures(net, a, b, 2)
     assert 1 <= first[0] <= first[1]
     net.silent.discard(net.addr(b))
-    assert _lookup_failures(net, a, b, 1) == [0]
+    net.run_for(30)  # the requests sent while it was silent time out first
+    net.wait(a, a.find_node(sha256(b"back"), net.now))
+    back = a.table.get(b.node_id)
+    assert back is not None and back.failures == 0
     net.silent.add(net.addr(b))
     again = _lookup_failures(net, a, b, 2)
     assert 1 <= again[0] <= again[1]
@@ -928,5 +970,127 @@ def test_a_lookup_does_not_retry_candidates_that_just_failed() -> None:
     mark = len(net.log)
     net.wait(a, a.find_node(target, net.now), limit=300)
     assert find_nodes_to_dead(mark) < first
-    net.run_for(120)  # the memory fades: a contact may come back
-    assert not a.recent_dead
+    noted = dict(a.recent_dead)
+    net.run_for(120)  # the memory fades: a contact may come back (probes may note it anew)
+    assert all(a.recent_dead.get(i) != t for i, t in noted.items())
+
+
+# ---- hand-off to new nodes ------------------------------------------------------------------
+
+
+def test_a_new_node_is_handed_the_keys_it_is_now_among_the_k_closest_for() -> None:
+    net = Net()
+    cfg = NodeConfig(k=6)
+    cores = net.swarm(24, cfg)
+    keys = []
+    for i in range(40):
+        key, raw = chunk(i)
+        assert isinstance(net.wait(cores[0], cores[0].put(raw, key, net.now)), PutResult)
+        keys.append(key)
+    new = net.add(777, cfg)
+    assert isinstance(net.wait(new, new.bootstrap([net.addr(cores[0])], net.now)), BootstrapResult)
+    net.run_for(30)  # the holders' batched hand-off passes
+    everyone = [*cores, new]
+    owed = [
+        key
+        for key in keys
+        if new in sorted(everyone, key=lambda c: id_to_int(c.node_id) ^ id_to_int(key))[:6]
+    ]
+    assert owed  # the test means something: the newcomer is among the 6 closest for some
+    assert all(new.store.get(key) is not None for key in owed)
+
+
+def test_a_node_that_rejoins_with_its_disk_hands_nothing_off_while_it_joins() -> None:
+    """Restarted with its disk, a node meets its old neighbours as new contacts, and is
+    "closest" for some of the keys it holds, so a hand-off pass would resend those to the
+    other holders, which have them; mid-join, its half-built table makes it "closest" for
+    most of them. churn-36h sent 1.35 M such STOREs for 1,000 chunks. Hand-offs belong
+    to the nodes that were there: none while joining."""
+    net = Net()
+    cfg = NodeConfig(k=6)
+    cores = net.swarm(24, cfg)
+    for i in range(60):
+        key, raw = chunk(i)
+        assert isinstance(net.wait(cores[0], cores[0].put(raw, key, net.now)), PutResult)
+    old = cores[17]
+    held = [k for k in old._due]
+    assert len(held) >= 5
+    back = NodeCore(identity(17), old.store, rng=random.Random(1017), now=net.now, config=cfg)
+    net.place(net.addr(old), back)  # the same address, key and disk; a fresh table
+    result = net.wait(back, back.bootstrap([net.addr(cores[0])], net.now))
+    assert isinstance(result, BootstrapResult) and back.joining == 0
+    net.run_for(30)
+    assert back.stats["handoffs"] == 0
+    assert all(back.store.get(key) is not None for key in held)
+
+
+def test_a_survivor_whose_whole_table_died_finds_the_living_it_heard_of() -> None:
+    """After 99% of 2,000 nodes died, 4 of the 20 survivors knew no living node. The
+    nodes a lookup reply named are remembered (`heard`, unverified); when a sweep finds
+    (nearly) all of the table dead, it PINGs them, and those that answer the challenge
+    enter the table."""
+    net = Net()
+    cores = net.swarm(40, NodeConfig(k=3))
+    for i in range(20):  # lookups: replies name more nodes than the small table keeps
+        net.wait(cores[i], cores[i].find_node(sha256(bytes([i])), net.now))
+
+    def unknown(c: NodeCore, node_id: bytes) -> bool:  # neither in its table nor waiting
+        return node_id not in c.table and all(
+            r.node_id != node_id for r in c.table.replacements(node_id)
+        )
+
+    a = next(c for c in cores if sum(unknown(c, i) for i in c.heard) >= 2)
+    by_id = {c.node_id: c for c in cores}
+    living = [by_id[i] for i in a.heard if unknown(a, i)][:2]
+    for c in cores:
+        if c is not a and c not in living:
+            net.silent.add(net.addr(c))
+    assert not any(c.node_id in a.table for c in living)  # its table: only the dead
+    from_living = {net.addr(c) for c in living}
+
+    def living_never_call_first(src: Addr, dst: Addr, data: bytes) -> bytes | None:
+        # They answer `a`, but never contact it on their own: `a` must find them.
+        request = isinstance(decode_message(data).body, (Ping, FindNode, FindValue, Store))
+        return None if request and src in from_living and dst == net.addr(a) else data
+
+    net.intercept = living_never_call_first
+    rng = random.Random(7)
+    for _ in range(12):  # a reader's traffic: lookups that time out
+        net.wait(a, a.find_node(rng.randbytes(32), net.now), limit=300)
+        if a.stats["sweeps"]:
+            break
+    assert a.stats["sweeps"] == 1
+    net.run_for(120)
+    assert a.stats["sweep_heard_found"] >= 1  # found through `heard`, not by chance
+    assert all(c.node_id in a.table for c in living)
+    result = net.wait(a, a.find_node(rng.randbytes(32), net.now), limit=300)
+    assert isinstance(result, LookupResult)
+    assert {n.node_id for n in result.nodes} & {c.node_id for c in living}
+
+
+def test_hand_offs_to_a_newcomer_are_paced_and_all_arrive() -> None:
+    """Two nodes hold 400 records; a third joins next to them. Each holder feeds it at
+    most HANDOFF_BURST STOREs per HANDOFF_TICK instead of all at once (at 100,000
+    records the burst flooded the newcomer past its rate limit), and all arrive."""
+    net = Net()
+    a, b = net.swarm(2)
+    keys = []
+    for i in range(400):
+        key, raw = chunk(i)
+        assert isinstance(net.wait(a, a.put(raw, key, net.now)), PutResult)
+        keys.append(key)
+    new = net.add(555)
+    mark = len(net.log)
+    assert isinstance(net.wait(new, new.bootstrap([net.addr(a)], net.now)), BootstrapResult)
+    net.run_for(30)
+    to_new = [
+        (t, src)
+        for t, src, dst, data in net.log[mark:]
+        if dst == net.addr(new) and isinstance(decode_message(data).body, Store)
+    ]
+    assert len(to_new) >= 400  # everything is owed: with k = 20 every node holds it all
+    for holder in (net.addr(a), net.addr(b)):
+        times = [t for t, src in to_new if src == holder]
+        busiest = max(sum(1 for u in times if t <= u < t + HANDOFF_TICK) for t in times)
+        assert busiest <= HANDOFF_BURST
+    assert all(new.store.get(key) is not None for key in keys)

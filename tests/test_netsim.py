@@ -8,12 +8,16 @@ file are written here as TOML, with the same events and must-hold checks.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netsim import list_scenarios, load_scenario, run_scenario
 from netsim.recoversim import is_recover_scenario, load_spec
 from netsim.scenario import SCENARIO_DIR
+
+from chorusdht import NodeCore
 
 SHIPPED = (
     "churn-36h",
@@ -143,12 +147,30 @@ tag = "after_churn"
 
 
 @pytest.mark.timeout(60)
-def test_churn_small_loses_no_chunk(tmp_path: Path) -> None:
-    run = run_scenario(_write(tmp_path, "churn", CHURN_SMALL), seed=1)["run"]
+def test_churn_small_loses_no_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cores: weakref.WeakSet[NodeCore] = weakref.WeakSet()
+    build = NodeCore.__init__
+
+    def tracked(self: NodeCore, *args: Any, **kwargs: Any) -> None:
+        build(self, *args, **kwargs)
+        cores.add(self)
+
+    monkeypatch.setattr(NodeCore, "__init__", tracked)
+    cores_seen: list[int] = []
+
+    def count_cores(now: float, end: float) -> None:  # after each step's gc.freeze()
+        cores_seen.append(len(cores))
+
+    run = run_scenario(_write(tmp_path, "churn", CHURN_SMALL), seed=1, progress=count_cores)
+    run = run["run"]
     gets = run["gets"]["after_churn"]
     assert run["puts"]["acked"] == gets["count"] > 0
     assert gets["success_ratio"] == 1.0
     assert all(c["zero"] == 0 for c in run["replicas"])
+    # The cores of crashed lives are freed (frozen, their cycles once were not): at most
+    # the 40 live ones plus fewer than a tenth of the nodes' worth of dead ones.
+    assert run["core"]["handoffs"] < run["core"]["requests_out"] // 4
+    assert max(cores_seen) < 40 + 4 + 1
 
 
 @pytest.mark.timeout(60)

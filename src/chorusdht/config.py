@@ -35,6 +35,12 @@ class NodeConfig:
     retries: int = 1
     """Retransmissions of a request after its adaptive timeout (1% loss → 0.01% failures)."""
 
+    address_book: int = 256
+    """Nodes heard of in lookup replies, beyond the routing table, remembered (oldest
+    dropped first). After a mass failure that leaves no contact alive, the sweep PINGs
+    them: a survivor whose table held only the dead can still find the other survivors.
+    0: off (a large simulation where nobody dies spares the memory)."""
+
     evict_after_failures: int = 3
     """Consecutive failed requests before a contact is dropped (never after one, DESIGN §3)."""
 
@@ -115,5 +121,7 @@ class NodeConfig:
             raise ValueError("k, alpha and lookup_settle must be at least 1")
         if self.write_quorum < 1:
             raise ValueError("write_quorum must be at least 1")
+        if self.address_book < 0:
+            raise ValueError("address_book must be at least 0")
         if not 0 <= self.id_puzzle_bits <= MAX_PUZZLE_BITS:
             raise ValueError(f"id_puzzle_bits must be between 0 and {MAX_PUZZLE_BITS}")

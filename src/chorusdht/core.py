@@ -87,10 +87,15 @@ DROP_AFTER_STALE = 3  # a stale contact silent for 3x the stale threshold is dro
 RATE_LIMIT_TRACKED_IPS = 65536  # source IPs with a token bucket (LRU); ~6 MB at most
 RATE_LIMIT_REPLY_EVERY = 64  # answer one dropped request in 64 with RATE_LIMITED, drop the rest
 HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
+# Hand-off STOREs go out at most HANDOFF_BURST per HANDOFF_TICK (256/s): a node joining
+# next to holders of 100,000 records is fed, not flooded past its rate limit.
+HANDOFF_BURST = 64
+HANDOFF_TICK = 0.25
 MASS_FAILURE_WINDOW = 32  # outcomes of the last requests watched for a mass failure
 MASS_FAILURE_TIMEOUTS = 24  # this many timed out among them: sweep the table
 SWEEP_COOLDOWN = 600.0  # s between two sweeps
 SWEEP_IN_FLIGHT = 16  # PINGs a sweep has out at once
+SWEEP_MIN_ALIVE = 3  # fewer contacts answered a sweep: it tries the nodes heard of too
 RECENT_DEAD_FOR = 60.0  # s a contact that failed a request is not offered to lookups
 RECENT_DEAD_MAX = 4096  # such ids remembered at most
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
@@ -194,6 +199,9 @@ class _Probe(Op):
         self.core.probing_done(self.node_id)
 
 
+_HEARD = Ping()  # the PING a sweep sends to a node heard of (told apart by identity)
+
+
 class _Sweep(Op):
     """After a mass failure: PING every contact, a few at a time, then refresh.
 
@@ -202,12 +210,20 @@ class _Sweep(Op):
     timeout counts twice, the suspect probe adds the third), so replies and
     lookups offer only the living; then a join-style refresh (own id, every
     bucket) meets the survivors this node did not know.
+
+    When fewer than SWEEP_MIN_ALIVE contacts answer, the table held almost only
+    the dead (after 99% of 2,000 nodes died, 4 of the 20 survivors knew no living
+    node): the sweep then PINGs the nodes heard of in replies (`core.heard`), and
+    those that answer the challenge enter the table like any proven contact.
     """
 
     def __init__(self, core: NodeCore) -> None:
         super().__init__(core, False)
-        self.todo = [c for c in core.table if c.failures == 0]
+        stale = core.config.evict_after_failures
+        self.todo = [c for c in core.table if c.failures < stale]  # suspects too
+        self.book: list[NodeInfo] | None = None  # set once the table proved (nearly) dead
         self.waiting = 0
+        self.alive = 0
 
     def start(self, now: float) -> _Sweep:
         self._more(now)
@@ -215,17 +231,35 @@ class _Sweep(Op):
 
     def _more(self, now: float) -> None:
         table = self.core.table
-        while self.todo and self.waiting < SWEEP_IN_FLIGHT:
-            c = self.todo.pop()
-            if table.get(c.node_id) is c:
-                self.waiting += 1
-                self.request(c.addr, c.node_id, Ping(), now)
-        if not self.waiting and not self.todo and not self.finished:
+        while self.waiting < SWEEP_IN_FLIGHT:
+            if self.todo:
+                c = self.todo.pop()
+                if table.get(c.node_id) is c:
+                    self.waiting += 1
+                    self.request(c.addr, c.node_id, Ping(), now)
+            elif self.book and self.alive < SWEEP_MIN_ALIVE:
+                n = self.book.pop()
+                if n.node_id not in table:
+                    self.waiting += 1
+                    self.core.stats["sweep_heard_pinged"] += 1
+                    self.request((n.host, n.port), n.node_id, _HEARD, now)
+            else:
+                break
+        if self.waiting or self.finished:
+            return
+        if self.book is None and self.alive < SWEEP_MIN_ALIVE and self.core.heard:
+            self.book = list(self.core.heard.values())  # newest heard last: PINGed first
+            self._more(now)
+            return
+        if not self.todo and not (self.book and self.alive < SWEEP_MIN_ALIVE):
             self.finished = True
             BootstrapOp(self.core, [], report=False).start(now)
 
     def on_response(self, p: Pending, msg: Message, now: float) -> None:
         self.waiting -= 1
+        self.alive += 1
+        if p.msg.body is _HEARD:
+            self.core.stats["sweep_heard_found"] += 1
         self._more(now)
 
     def on_timeout(self, p: Pending, now: float) -> None:
@@ -273,6 +307,9 @@ class NodeCore:
         # Ids that failed a request (after its retries) within RECENT_DEAD_FOR: node id ->
         # when. Lookups do not take them as candidates from replies (ops._contacts).
         self.recent_dead: dict[bytes, float] = {}
+        # Nodes heard of in lookup replies, oldest first (config.address_book of them):
+        # whom a sweep can still try when every contact of the table turned out dead.
+        self.heard: dict[bytes, NodeInfo] = {}
         self._last_sweep = -SWEEP_COOLDOWN
         self.on_record: Callable[[Record, float], None] | None = None
         # Pinned meshes answer LIST-with-phase-vector from their log (see messages.List).
@@ -297,6 +334,9 @@ class NodeCore:
         self._republish_soon = False
         self._dead_since_sweep: list[int] = []
         self._handoff_queue: list[Contact] = []
+        self._handoff_out: deque[tuple[Contact, bytes]] = deque()  # paced STOREs to send
+        self._handoff_tick_armed = False
+        self.joining = 0  # join bootstraps in progress: no hand-offs meanwhile
         self._repairing: set[bytes] = set()  # keys due for repair after deaths
         self._stale: dict[bytes, None] = {}  # contacts at the failure threshold (ordered set)
         self.pinned: set[bytes] = set()  # meshes kept in full here: exempt from quotas
@@ -389,7 +429,7 @@ class NodeCore:
         seeds: list[tuple[bytes | None, tuple[str, int]]] = [(None, a) for a in addrs]
         if not seeds:
             seeds = [(c.node_id, (c.host, c.port)) for c in self.store.load_contacts()]
-        return BootstrapOp(self, seeds, report=report).start(now).op_id
+        return BootstrapOp(self, seeds, report=report, joining=True).start(now).op_id
 
     def find_node(self, target: bytes, now: float) -> int:
         return LookupOp(self, target).start(now).op_id
@@ -426,6 +466,12 @@ class NodeCore:
 
     def get_many(self, addr: tuple[str, int], keys: list[bytes], now: float) -> int:
         return SingleRpcOp(self, addr, None, GetMany(tuple(keys))).start(now).op_id
+
+    def ask_nodes(
+        self, addr: tuple[str, int], node_id: bytes | None, target: bytes, now: float
+    ) -> int:
+        """One FIND_NODE to one peer, not a lookup: what it knows near `target`."""
+        return SingleRpcOp(self, addr, node_id, FindNode(target)).start(now).op_id
 
     # ---- services for operations --------------------------------------------
 
@@ -638,6 +684,21 @@ class NodeCore:
         dead = self.recent_dead
         while dead and next(iter(dead.values())) <= now - RECENT_DEAD_FOR:
             del dead[next(iter(dead))]
+
+    def timeouts_common(self) -> bool:
+        """Over a quarter of the last requests timed out: silence means death, not loss."""
+        return sum(self._outcomes) * 4 > len(self._outcomes)
+
+    def hear(self, nodes: tuple[NodeInfo, ...]) -> None:
+        """Remember nodes a reply named (unverified: only ever PINGed, never trusted)."""
+        cap = self.config.address_book
+        if not cap:
+            return
+        heard = self.heard
+        for n in nodes:
+            heard[n.node_id] = n
+        while len(heard) > cap:
+            del heard[next(iter(heard))]
 
     def _check_mass_failure(self, now: float) -> None:
         """Most recent requests timed out: most of the network may be gone. Sweep."""
@@ -892,7 +953,9 @@ class NodeCore:
     def on_contact_added(self, contact: Contact, now: float) -> None:
         self.stats["contacts_added"] += 1
         self._contacts_dirty = True
-        if self.config.handoff and self._due:
+        # Not while we join: our half-built table would make us "closest" for most of
+        # what we hold, and every node we meet would get it all again (a rejoin storm).
+        if self.config.handoff and self._due and not self.joining:
             if not self._handoff_queue:
                 self._schedule(now + self.rng.uniform(0.5, 1.0) * HANDOFF_DELAY, self._handoff)
             self._handoff_queue.append(contact)
@@ -916,15 +979,33 @@ class NodeCore:
             if others and (self.node_id_int ^ t) > (others[0].int_id ^ t):
                 continue  # another known node is closer: let it hand off
             bound = others[k - 1].int_id ^ t if len(others) >= k else 1 << 256
-            targets = [c for c in new if (c.int_id ^ t) < bound]
-            if not targets:
-                continue
+            for c in new:
+                if (c.int_id ^ t) < bound:
+                    self._handoff_out.append((c, key))
+        if not self._handoff_tick_armed:
+            self._send_handoffs(now)
+
+    def _send_handoffs(self, now: float) -> None:
+        """Send the next HANDOFF_BURST queued hand-offs; come back in HANDOFF_TICK if more."""
+        out = self._handoff_out
+        sent = 0
+        while out and sent < HANDOFF_BURST:
+            c, key = out.popleft()
+            if self.table.get(c.node_id) is not c:
+                continue  # gone meanwhile (or back under another address)
             record = self.local_record(key)
             if record is None:
                 continue
-            for c in targets:
-                self.stats["handoffs"] += 1
-                self.send_store(c.node_id, c.addr, record, now)
+            sent += 1
+            self.stats["handoffs"] += 1
+            self.send_store(c.node_id, c.addr, record, now)
+        if out:
+            self._handoff_tick_armed = True
+            self._schedule(now + HANDOFF_TICK, self._handoff_tick)
+
+    def _handoff_tick(self, now: float) -> None:
+        self._handoff_tick_armed = False
+        self._send_handoffs(now)
 
     def _learn(self, node_id: bytes, addr: tuple[str, int], now: float) -> None:
         """A request came from `node_id`: refresh it, or challenge it before admitting it."""

@@ -190,6 +190,19 @@ class Lookup:
         # so a put still finds k replicas in a sparse or freshly joined network.
         return live >= self.k or not unqueried
 
+    def among_closest(self, node_id: bytes) -> bool:
+        """Whether `node_id` is one of the `settle` closest candidates not known to have failed."""
+        live = 0
+        for c in self._sorted:
+            if c.state is CandidateState.FAILED:
+                continue
+            if c.node_id == node_id:
+                return True
+            live += 1
+            if live >= self.settle:
+                return False
+        return False
+
     def in_flight(self) -> list[Candidate]:
         return [c for c in self._sorted if c.state in (CandidateState.WAITING, CandidateState.SLOW)]
 

@@ -36,6 +36,7 @@ from .results import (
     GetResult,
     ListResult,
     LookupResult,
+    NodesResult,
     PingResult,
     PutResult,
     RecordsResult,
@@ -192,6 +193,11 @@ class Node:
 
     async def get_many(self, addr: Address, keys: list[bytes]) -> RecordsResult:
         return await self._wait(self.core.get_many(addr, keys, trio.current_time()), RecordsResult)
+
+    async def ask_nodes(self, addr: Address, node_id: bytes | None, target: bytes) -> NodesResult:
+        """One FIND_NODE to one peer (a crawler's table dump), not an iterative lookup."""
+        op = self.core.ask_nodes(addr, node_id, target, trio.current_time())
+        return await self._wait(op, NodesResult)
 
 
 class DataDirLock:

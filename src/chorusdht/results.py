@@ -14,6 +14,7 @@ __all__ = [
     "GetResult",
     "ListResult",
     "LookupResult",
+    "NodesResult",
     "OpDone",
     "PingResult",
     "PutResult",
@@ -68,8 +69,23 @@ class RecordsResult:
     records: tuple[bytes, ...]  # raw records, not yet validated by the caller
 
 
+@dataclass(frozen=True, slots=True)
+class NodesResult:
+    """One peer's answer to one FIND_NODE: the contacts it knows nearest the target."""
+
+    node_id: bytes
+    nodes: tuple[NodeInfo, ...]
+
+
 Result = (
-    LookupResult | PutResult | GetResult | BootstrapResult | PingResult | ListResult | RecordsResult
+    LookupResult
+    | PutResult
+    | GetResult
+    | BootstrapResult
+    | PingResult
+    | ListResult
+    | RecordsResult
+    | NodesResult
 )
 
 
