@@ -14,6 +14,7 @@ Target (issue 5): at least 5,000 entries/s, peak memory at most 3x the data.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import trio
@@ -32,7 +34,7 @@ from chorusdht import ChorusError, NodeConfig, open_node
 from chorusdht.identity import Identity
 from chorusdht.memlog import MeshLog
 from chorusdht.records import Record, make_cert, make_genesis, make_head, make_roster
-from chorusdht.recovery import recover
+from chorusdht.recovery import Stage, recover
 from chorusdht.store import SqliteStore
 
 PAYLOAD_BYTES = 300  # the issue's "about 300 bytes" per entry
@@ -105,10 +107,39 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, *args])
 
 
-async def run_recovery(seed: str, expected: dict[str, object], workers: int | None) -> None:
+def _rss_now() -> int:
+    """This process's resident set now, in bytes (ru_maxrss only gives the peak)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class RssTrace:
+    """Progress that prints the resident set as each recovery stage starts and ends."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def _say(self, what: str, stage: Stage) -> None:
+        dt = time.perf_counter() - self.t0
+        print(f"  {dt:6.2f} s  {what:6} {stage.value:7} RSS {_rss_now() / 2**20:6.1f} MiB")
+
+    def start(self, stage: Stage, total: int | None) -> None:
+        self._say("start", stage)
+
+    def advance(self, stage: Stage, amount: int = 1, *, total: int | None = None) -> None:
+        pass
+
+    def finish(self, stage: Stage) -> None:
+        self._say("finish", stage)
+
+
+async def run_recovery(
+    seed: str, expected: dict[str, object], workers: int | None, trace: bool, top: int
+) -> None:
     host, port = seed.rsplit(":", 1)
     mesh = bytes.fromhex(str(expected["mesh"]))
     async with open_node(config=NodeConfig(read_only=True)) as node:
+        idle = _rss_now()
         t = time.perf_counter()
         report = await recover(
             node,
@@ -116,8 +147,14 @@ async def run_recovery(seed: str, expected: dict[str, object], workers: int | No
             bootstrap=[(host, int(port))],
             expect_root=bytes.fromhex(str(expected["root"])),
             workers=workers,
+            progress=RssTrace() if trace else None,
         )
         wall = time.perf_counter() - t
+        if top:
+            snap = tracemalloc.take_snapshot()
+            print(f"largest live allocations after recovery (tracemalloc, top {top}):")
+            for stat in snap.statistics("lineno")[:top]:
+                print(f"  {stat.size / 2**20:7.1f} MiB {stat.count:9,} blocks  {stat.traceback}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     data = int(str(expected["bytes"]))
     tm = report.timings
@@ -132,6 +169,7 @@ async def run_recovery(seed: str, expected: dict[str, object], workers: int | No
         f"peak RSS          : {rss / 2**20:,.0f} MiB for {data / 2**20:,.1f} MiB of records "
         f"({rss / data:.1f}x)"
     )
+    print(f"idle RSS          : {idle / 2**20:,.0f} MiB (this process, node open, before recovery)")
     print(f"dropped           : {report.dropped or 'none'}")
 
 
@@ -142,6 +180,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=None, help="verifying processes (default: CPUs)")
     ap.add_argument("--no-handoff", action="store_true", help="survivors skip DESIGN §6 hand-off")
+    ap.add_argument("--trace-rss", action="store_true", help="print RSS at each stage boundary")
+    ap.add_argument("--profile", type=Path, help="write a cProfile of the recovery to this file")
+    ap.add_argument(
+        "--tracemalloc", type=int, default=0, metavar="N", help="print the N largest live sites"
+    )
     ap.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--bootstrap", help=argparse.SUPPRESS)
@@ -177,7 +220,22 @@ def main() -> None:
                 addr = _wait_file(af, 60)
                 seed_addr = seed_addr or addr
             assert seed_addr is not None
-            trio.run(run_recovery, seed_addr, expected, args.workers)
+            run = (
+                run_recovery,
+                seed_addr,
+                expected,
+                args.workers,
+                args.trace_rss,
+                args.tracemalloc,
+            )
+            if args.tracemalloc:
+                tracemalloc.start()
+            if args.profile:
+                with cProfile.Profile() as prof:
+                    trio.run(*run)
+                prof.dump_stats(args.profile)
+            else:
+                trio.run(*run)
         finally:
             for p in procs:
                 p.terminate()

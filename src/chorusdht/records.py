@@ -344,6 +344,12 @@ def _fields(body: dict[str, Any], *names: str) -> None:
         raise _malformed(f"a {body.get('kind', 'chunk')} has exactly the fields {', '.join(names)}")
 
 
+# Canonical `{"body": b, "sig": s}` is these bytes, then s, then _BODY_KEY, then b: a map
+# of 2, and the shorter key "sig" sorts first (length-first order, see codec).
+_ENVELOPE_HEAD = b"\xa2\x63sig"
+_BODY_KEY = b"\x64body"
+
+
 def _open(raw: bytes, max_size: int) -> tuple[dict[str, Any], bytes, bytes]:
     """Decode a record envelope: (body, sig, canonical body bytes)."""
     if len(raw) > max_size:
@@ -357,10 +363,12 @@ def _open(raw: bytes, max_size: int) -> tuple[dict[str, Any], bytes, bytes]:
     body, sig = obj["body"], obj["sig"]
     if not isinstance(body, dict) or not isinstance(sig, bytes):
         raise _malformed("a record is {body: map, sig: bytes}")
-    # decoded values are inside the data model: no need for encode's own walk
-    if encode({"body": body, "sig": sig}, check=False) != raw:
+    # decoded values are inside the data model: no need for encode's own walk. The
+    # envelope is encoded once, from the body's bytes (which the signature needs anyway).
+    body_bytes = encode(body, check=False)
+    if _ENVELOPE_HEAD + encode(sig, check=False) + _BODY_KEY + body_bytes != raw:
         raise _malformed("a record must be canonical CBOR")
-    return body, sig, encode(body, check=False)
+    return body, sig, body_bytes
 
 
 def _chunk_from(key: bytes, raw: bytes, body: dict[str, Any], max_size: int) -> Chunk:
