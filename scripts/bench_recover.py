@@ -178,7 +178,12 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--survivors", type=int, default=SURVIVORS)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=None, help="verifying processes (default: CPUs)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="verifying processes (default: none below 4 CPUs, else CPUs - 1)",
+    )
     ap.add_argument("--no-handoff", action="store_true", help="survivors skip DESIGN §6 hand-off")
     ap.add_argument("--trace-rss", action="store_true", help="print RSS at each stage boundary")
     ap.add_argument("--profile", type=Path, help="write a cProfile of the recovery to this file")

@@ -381,7 +381,7 @@ def fake_chunks(n: int, writers: int, seed: int) -> list[Chunk]:
             parents=parents,
             lamport=lamport - rng.randrange(3) if prev is None else lamport,
             time=0,
-            payload=b"",
+            payload_size=0,
         )
         last[a] = c
         out.append(c)

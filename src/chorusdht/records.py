@@ -118,9 +118,19 @@ class Chunk:
     parents: tuple[bytes, ...]
     lamport: int
     time: int
-    payload: bytes
+    payload_size: int
 
     kind = "chunk"
+
+    @property
+    def payload(self) -> bytes:
+        """The entry's bytes: the tail of `raw`, not a second copy of them.
+
+        In canonical CBOR `payload` is the body's last key (length-first order:
+        "lamport" < "parents" < "payload") and the body is the envelope's last value,
+        so the payload's bytes end the record. Recovery holds 100,000 of these.
+        """
+        return self.raw[len(self.raw) - self.payload_size :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,8 +407,14 @@ def _chunk_from(key: bytes, raw: bytes, body: dict[str, Any], max_size: int) -> 
         parents=tuple(parents),
         lamport=_i(body, "lamport", 1, MAX_SEQ),
         time=_i(body, "time", 0, MAX_SEQ),
-        payload=_b(body, "payload", None),
+        payload_size=_payload_size(raw, _b(body, "payload", None)),
     )
+
+
+def _payload_size(raw: bytes, payload: bytes) -> int:
+    if not raw.endswith(payload):  # canonical CBOR puts it last (see Chunk.payload)
+        raise _malformed("a chunk's payload must end the record")
+    return len(payload)
 
 
 def _head_from(key: bytes, raw: bytes, body: dict[str, Any], max_size: int) -> Head:

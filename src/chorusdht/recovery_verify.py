@@ -51,10 +51,10 @@ LOCAL_SLICE = 64
 # verifying competes with; more than the cores only adds memory.
 MAX_WORKERS = 8
 
-ChunkFields = tuple[bytes, bytes, int, bytes | None, tuple[bytes, ...], int, int, bytes]
+ChunkFields = tuple[bytes, bytes, int, bytes | None, tuple[bytes, ...], int, int, int]
 Verdict = str | ChunkFields | None
 """Per record: a drop reason, a chunk's fields (mesh, author, seq, prev, parents,
-lamport, time, payload), or None for a valid record of another kind."""
+lamport, time, payload size), or None for a valid record of another kind."""
 
 
 def check_batch(items: Sequence[tuple[bytes, bytes]], max_size: int) -> list[Verdict]:
@@ -72,7 +72,7 @@ def check_batch(items: Sequence[tuple[bytes, bytes]], max_size: int) -> list[Ver
             continue
         if isinstance(rec, Chunk):
             f = (rec.mesh, rec.author, rec.seq, rec.prev, rec.parents, rec.lamport, rec.time)
-            out.append((*f, rec.payload))
+            out.append((*f, rec.payload_size))
         else:
             out.append(None)
     return out
@@ -106,7 +106,7 @@ class Verifier:
             if isinstance(v, str):
                 self.dropped[v] += 1
             elif isinstance(v, tuple):
-                mesh, author, seq, prev, parents, lamport, t, payload = v
+                mesh, author, seq, prev, parents, lamport, t, size = v
                 if mesh != self.mesh:
                     self.dropped["WRONG_MESH"] += 1
                     continue
@@ -114,7 +114,7 @@ class Verifier:
                 self.held[key] = Chunk(
                     key, raw, self.mesh, intern(author), seq,
                     None if prev is None else intern(prev),
-                    tuple(map(intern, parents)), lamport, t, payload,
+                    tuple(map(intern, parents)), lamport, t, size,
                 )  # fmt: skip
             else:
                 self._take_other(load_trusted(key, raw, max_size=self.max_size))
