@@ -24,6 +24,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -107,6 +108,48 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, *args])
 
 
+class WorkerRss:
+    """Samples the resident set of this process's verifying workers (pool processes).
+
+    The peak printed for "this process" does not count them, so a run with
+    `--workers` reports the sum of the workers' peaks next to it.
+    """
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WorkerRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(0.1):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if stat[1] != me or b"spawn_main" not in cmdline:
+                        continue
+                    rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                rss *= os.sysconf("SC_PAGE_SIZE")
+                self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), rss)
+
+    @property
+    def total(self) -> int:
+        return sum(self.peaks.values())
+
+
 def _rss_now() -> int:
     """This process's resident set now, in bytes (ru_maxrss only gives the peak)."""
     with open("/proc/self/statm") as f:
@@ -141,14 +184,15 @@ async def run_recovery(
     async with open_node(config=NodeConfig(read_only=True)) as node:
         idle = _rss_now()
         t = time.perf_counter()
-        report = await recover(
-            node,
-            mesh,
-            bootstrap=[(host, int(port))],
-            expect_root=bytes.fromhex(str(expected["root"])),
-            workers=workers,
-            progress=RssTrace() if trace else None,
-        )
+        with WorkerRss() as workers_rss:
+            report = await recover(
+                node,
+                mesh,
+                bootstrap=[(host, int(port))],
+                expect_root=bytes.fromhex(str(expected["root"])),
+                workers=workers,
+                progress=RssTrace() if trace else None,
+            )
         wall = time.perf_counter() - t
         if top:
             snap = tracemalloc.take_snapshot()
@@ -169,6 +213,13 @@ async def run_recovery(
         f"peak RSS          : {rss / 2**20:,.0f} MiB for {data / 2**20:,.1f} MiB of records "
         f"({rss / data:.1f}x)"
     )
+    if workers_rss.peaks:
+        both = rss + workers_rss.total
+        print(
+            f"verifying workers : {len(workers_rss.peaks)}, peak RSS "
+            f"{workers_rss.total / 2**20:,.0f} MiB together; "
+            f"with this process {both / 2**20:,.0f} MiB ({both / data:.1f}x)"
+        )
     print(f"idle RSS          : {idle / 2**20:,.0f} MiB (this process, node open, before recovery)")
     print(f"dropped           : {report.dropped or 'none'}")
 

@@ -31,6 +31,7 @@ from typing import TypeAlias
 
 from .config import NodeConfig
 from .errors import ChorusError, DecodeError, ErrorCode, ValidationError
+from .handoff import Handoff
 from .identity import ED25519, Crypto, Signer
 from .ids import id_to_int, puzzle_ok, sha256
 from .membership import MembershipBook, membership_proof, verify_proof
@@ -86,11 +87,6 @@ REPLY_BUDGET = 24 * 1024  # bytes of records per VALUE/RECORDS reply, under the 
 DROP_AFTER_STALE = 3  # a stale contact silent for 3x the stale threshold is dropped outright
 RATE_LIMIT_TRACKED_IPS = 65536  # source IPs with a token bucket (LRU); ~6 MB at most
 RATE_LIMIT_REPLY_EVERY = 64  # answer one dropped request in 64 with RATE_LIMITED, drop the rest
-HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
-# Hand-off STOREs go out at most HANDOFF_BURST per HANDOFF_TICK (256/s): a node joining
-# next to holders of 100,000 records is fed, not flooded past its rate limit.
-HANDOFF_BURST = 64
-HANDOFF_TICK = 0.25
 MASS_FAILURE_WINDOW = 32  # outcomes of the last requests watched for a mass failure
 MASS_FAILURE_TIMEOUTS = 24  # this many timed out among them: sweep the table
 SWEEP_COOLDOWN = 600.0  # s between two sweeps
@@ -333,9 +329,7 @@ class NodeCore:
         self._due_heap: list[tuple[float, bytes]] = []
         self._republish_soon = False
         self._dead_since_sweep: list[int] = []
-        self._handoff_queue: list[Contact] = []
-        self._handoff_out: deque[tuple[Contact, bytes]] = deque()  # paced STOREs to send
-        self._handoff_tick_armed = False
+        self.handoff = Handoff(self)
         self.joining = 0  # join bootstraps in progress: no hand-offs meanwhile
         self._repairing: set[bytes] = set()  # keys due for repair after deaths
         self._stale: dict[bytes, None] = {}  # contacts at the failure threshold (ordered set)
@@ -352,9 +346,9 @@ class NodeCore:
             self._set_due(
                 key, now + cfg.republish_interval * rng.uniform(0.5, 1.0 + cfg.republish_jitter)
             )
-        self._schedule(now + cfg.refresh_interval * rng.uniform(0.5, 1.0), self._refresh_tick)
-        self._schedule(now + cfg.contacts_save_interval, self._save_contacts_tick)
-        self._schedule(now + cfg.stale_probe_interval, self._probe_tick)
+        self.schedule(now + cfg.refresh_interval * rng.uniform(0.5, 1.0), self._refresh_tick)
+        self.schedule(now + cfg.contacts_save_interval, self._save_contacts_tick)
+        self.schedule(now + cfg.stale_probe_interval, self._probe_tick)
         self._schedule_republish_tick(now)
 
     # ---- driver interface ---------------------------------------------------
@@ -627,12 +621,12 @@ class NodeCore:
         self._outbox.append((msg, addr))
         self.stats["requests_out"] += 1
         self.stats[f"out_{body.TYPE}"] += 1
-        self._schedule(now + self.rtt.timeout_for(node_id), lambda t: self._rpc_timer(p, t))
+        self.schedule(now + self.rtt.timeout_for(node_id), lambda t: self._rpc_timer(p, t))
         return p
 
     # ---- timers -------------------------------------------------------------
 
-    def _schedule(self, deadline: float, fire: Callable[[float], None]) -> None:
+    def schedule(self, deadline: float, fire: Callable[[float], None]) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (deadline, self._timer_seq, fire))
 
@@ -656,7 +650,7 @@ class NodeCore:
             # Exponential backoff per request (RFC 6298 §5.5), not per contact: a dead
             # contact must not make every later request to it wait a ceiling-long time.
             timeout = self.config.rto.clamp(self.rtt.timeout_for(p.node_id) * 2 ** (p.attempts - 1))
-            self._schedule(now + timeout, lambda t: self._rpc_timer(p, t))
+            self.schedule(now + timeout, lambda t: self._rpc_timer(p, t))
             if not p.slow:
                 p.slow = True
                 p.owner.on_slow(p, now)
@@ -719,7 +713,7 @@ class NodeCore:
         for low, high in self.table.stale_buckets(now, cfg.refresh_interval):
             target = self.rng.randrange(low, high).to_bytes(32, "big")
             LookupOp(self, target, report=False).start(now)
-        self._schedule(now + cfg.refresh_interval * self.rng.uniform(0.25, 0.5), self._refresh_tick)
+        self.schedule(now + cfg.refresh_interval * self.rng.uniform(0.25, 0.5), self._refresh_tick)
 
     def _probe_tick(self, now: float) -> None:
         """PING stale contacts that are still in the table: an overloaded peer that
@@ -743,11 +737,11 @@ class NodeCore:
             for sc in self.rng.sample(known, min(PROBES_PER_TICK, len(known))):
                 self.request((sc.host, sc.port), sc.node_id, Ping(), _Fire(self, False), now)
         interval = self.config.stale_probe_interval
-        self._schedule(now + interval * self.rng.uniform(0.75, 1.25), self._probe_tick)
+        self.schedule(now + interval * self.rng.uniform(0.75, 1.25), self._probe_tick)
 
     def _save_contacts_tick(self, now: float) -> None:
         self._save_contacts()
-        self._schedule(now + self.config.contacts_save_interval, self._save_contacts_tick)
+        self.schedule(now + self.config.contacts_save_interval, self._save_contacts_tick)
 
     def _save_contacts(self) -> None:
         if not self._closed and self._contacts_dirty:
@@ -771,7 +765,7 @@ class NodeCore:
         )
 
     def _schedule_republish_tick(self, now: float) -> None:
-        self._schedule(now + self.config.republish_interval / 8, self._republish_tick)
+        self.schedule(now + self.config.republish_interval / 8, self._republish_tick)
 
     def _republish_tick(self, now: float) -> None:
         self._republish_due(now)
@@ -817,7 +811,7 @@ class NodeCore:
                 self.send_store(c.node_id, c.addr, record, now)
         if heap and heap[0][0] <= now and not self._republish_soon:
             self._republish_soon = True
-            self._schedule(now + REPUBLISH_PACING, self._republish_paced)
+            self.schedule(now + REPUBLISH_PACING, self._republish_paced)
 
     def _republish_paced(self, now: float) -> None:
         self._republish_soon = False
@@ -835,7 +829,7 @@ class NodeCore:
         if len(self._dead_since_sweep) == 1:
             self._first_death = now
             delay = self.rng.uniform(0.5, 1.0) * self.config.repair_delay
-            self._schedule(now + delay, self._repair_sweep)
+            self.schedule(now + delay, self._repair_sweep)
 
     def _repair_sweep(self, now: float) -> None:
         dead, self._dead_since_sweep = self._dead_since_sweep, []
@@ -857,12 +851,12 @@ class NodeCore:
                 self.stats["repair_keys"] += 1
                 wake = True
         if wake:
-            self._schedule(now + self.config.repair_delay / 4, self._republish_paced_quarter)
+            self.schedule(now + self.config.repair_delay / 4, self._republish_paced_quarter)
 
     def _republish_paced_quarter(self, now: float) -> None:
         self._republish_due(now)
         if self._due_heap and self._due_heap[0][0] <= now + self.config.repair_delay:
-            self._schedule(now + self.config.repair_delay / 4, self._republish_paced_quarter)
+            self.schedule(now + self.config.repair_delay / 4, self._republish_paced_quarter)
 
     # ---- contacts -----------------------------------------------------------
 
@@ -902,7 +896,7 @@ class NodeCore:
                 def send(t: float) -> None:
                     self.request(contact.addr, node_id, Ping(), probe, t)
 
-                self._schedule(now + self.rng.uniform(0.1, 1.0), send)
+                self.schedule(now + self.rng.uniform(0.1, 1.0), send)
             return
         if failures >= threshold:
             self._stale[node_id] = None
@@ -956,56 +950,11 @@ class NodeCore:
         # Not while we join: our half-built table would make us "closest" for most of
         # what we hold, and every node we meet would get it all again (a rejoin storm).
         if self.config.handoff and self._due and not self.joining:
-            if not self._handoff_queue:
-                self._schedule(now + self.rng.uniform(0.5, 1.0) * HANDOFF_DELAY, self._handoff)
-            self._handoff_queue.append(contact)
+            self.handoff.contact_added(contact, now)
 
-    def _handoff(self, now: float) -> None:
-        """Push keys to newly met nodes that are now among their k closest, if we are closest.
-
-        New contacts are batched (a join wave brings many at once), so one pass
-        over the held keys serves all of them: keys × one `closest` call.
-        """
-        new, self._handoff_queue = self._handoff_queue, []
-        new = [c for c in new if c.node_id in self.table]
-        if not new:
-            return
-        k = self.config.k
-        fresh = {c.node_id for c in new}
-        for key in list(self._due):
-            t = id_to_int(key)
-            near = self.table.closest(key, k + len(new))
-            others = [c for c in near if c.node_id not in fresh]
-            if others and (self.node_id_int ^ t) > (others[0].int_id ^ t):
-                continue  # another known node is closer: let it hand off
-            bound = others[k - 1].int_id ^ t if len(others) >= k else 1 << 256
-            for c in new:
-                if (c.int_id ^ t) < bound:
-                    self._handoff_out.append((c, key))
-        if not self._handoff_tick_armed:
-            self._send_handoffs(now)
-
-    def _send_handoffs(self, now: float) -> None:
-        """Send the next HANDOFF_BURST queued hand-offs; come back in HANDOFF_TICK if more."""
-        out = self._handoff_out
-        sent = 0
-        while out and sent < HANDOFF_BURST:
-            c, key = out.popleft()
-            if self.table.get(c.node_id) is not c:
-                continue  # gone meanwhile (or back under another address)
-            record = self.local_record(key)
-            if record is None:
-                continue
-            sent += 1
-            self.stats["handoffs"] += 1
-            self.send_store(c.node_id, c.addr, record, now)
-        if out:
-            self._handoff_tick_armed = True
-            self._schedule(now + HANDOFF_TICK, self._handoff_tick)
-
-    def _handoff_tick(self, now: float) -> None:
-        self._handoff_tick_armed = False
-        self._send_handoffs(now)
+    def held_keys(self) -> list[bytes]:
+        """The keys this node holds and republishes (a snapshot)."""
+        return list(self._due)
 
     def _learn(self, node_id: bytes, addr: tuple[str, int], now: float) -> None:
         """A request came from `node_id`: refresh it, or challenge it before admitting it."""

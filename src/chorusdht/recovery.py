@@ -253,7 +253,7 @@ async def recover(
     """Rebuild mesh `mesh` from every node reachable through `bootstrap`.
 
     `workers` sets the verifying processes (None: `recovery_verify.default_workers`;
-    0 or 1: in this process). `mesh_key` opens an encrypted mesh's payloads in the outputs.
+    0: in this process). `mesh_key` opens an encrypted mesh's payloads in the outputs.
     Raises LookupFailed when no bootstrap node answers, and NotFound when
     no valid genesis of the mesh survives anywhere (nothing could be verified).
     """

@@ -192,7 +192,7 @@ def _pool(workers: int | None) -> Executor | None:
     threads) can copy held locks into the child.
     """
     n = default_workers() if workers is None else workers
-    if n < 2:
+    if n < 1:
         return None
     return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
 

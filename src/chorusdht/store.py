@@ -49,6 +49,10 @@ class RecordStore(Protocol):
 
     def list_mesh(self, mesh: bytes, after: bytes | None, limit: int) -> list[bytes]: ...
 
+    def meshes(self) -> list[bytes]:
+        """The mesh ids this store lists records under (the zero id for no mesh)."""
+        ...
+
     def total_bytes(self) -> int: ...
 
     def load_contacts(self) -> list[StoredContact]: ...
@@ -103,6 +107,9 @@ class MemoryStore:
         keys = self._mesh_keys.get(mesh, [])
         start = 0 if after is None else bisect.bisect_right(keys, after)
         return keys[start : start + limit]
+
+    def meshes(self) -> list[bytes]:
+        return sorted(m for m, keys in self._mesh_keys.items() if keys)
 
     def total_bytes(self) -> int:
         return self._bytes
@@ -200,6 +207,10 @@ class SqliteStore:
             "SELECT key FROM records WHERE mesh = ? AND key > ? ORDER BY key LIMIT ?",
             (mesh, after or b"", limit),
         )
+        return [bytes(r[0]) for r in rows]
+
+    def meshes(self) -> list[bytes]:
+        rows = self._db.execute("SELECT DISTINCT mesh FROM records ORDER BY mesh")
         return [bytes(r[0]) for r in rows]
 
     def total_bytes(self) -> int:

@@ -1,0 +1,202 @@
+"""Hand-off (DESIGN §6): push held keys to a node that just joined among their k closest.
+
+New contacts are batched for HANDOFF_DELAY, so one pass over the held keys
+serves a whole join wave. For each key, only the closest node we know hands it
+off; the others trust it to.
+
+A node that rejoins with its disk, or ten survivors that restart together,
+already hold most of what they are owed. Sending it all again would cost one
+STORE (and one SQLite read on each side) per key, and 100,000 of them would
+crowd out real traffic for minutes. So when a node is owed at least
+HANDOFF_LIST_MIN keys of one mesh, we first LIST what it holds of that mesh over
+the range of those keys (256 keys a page) and hand off only the rest. If the
+LIST fails, every key goes, as before.
+
+The STOREs themselves go out at most HANDOFF_BURST per HANDOFF_TICK (256/s):
+a node joining next to holders of 100,000 records is fed, not flooded past its
+rate limit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .ids import id_to_int
+from .messages import List, Listed, Message
+from .ops import Op
+from .routing import Contact
+
+if TYPE_CHECKING:
+    from .core import NodeCore, Pending
+
+__all__ = ["HANDOFF_BURST", "HANDOFF_DELAY", "HANDOFF_LIST_MIN", "HANDOFF_TICK", "Handoff"]
+
+HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
+HANDOFF_BURST = 64
+HANDOFF_TICK = 0.25
+HANDOFF_LIST_MIN = 16  # owed this many keys of one mesh: LIST first, send only what it lacks
+LIST_PAGE = 256
+HANDOFF_PASS_SLICE = 2000  # held keys looked at per step of a pass (~20-50 ms)
+HANDOFF_PASS_PAUSE = 0.001  # between steps: the node answers what arrived meanwhile
+
+
+class Handoff:
+    """The hand-off state of one `NodeCore`: newcomers to serve and STOREs to send."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+        self.newcomers: list[Contact] = []
+        self.out: deque[tuple[Contact, bytes]] = deque()  # paced STOREs to send
+        self.tick_armed = False
+        self.passing: _Pass | None = None
+
+    def contact_added(self, contact: Contact, now: float) -> None:
+        core = self.core
+        if not self.newcomers and self.passing is None:
+            core.schedule(now + core.rng.uniform(0.5, 1.0) * HANDOFF_DELAY, self._start_pass)
+        self.newcomers.append(contact)
+
+    def _start_pass(self, now: float) -> None:
+        core = self.core
+        new, self.newcomers = self.newcomers, []
+        new = [c for c in new if c.node_id in core.table]
+        if new:
+            self.passing = _Pass(new, core.held_keys())
+            self._step(now)
+
+    def _step(self, now: float) -> None:
+        """One slice of the pass; the rest comes back on a timer, so a node holding
+        100,000 keys keeps answering while it works out what a join wave is owed."""
+        core = self.core
+        p = self.passing
+        assert p is not None
+        k = core.config.k
+        end = min(p.next + HANDOFF_PASS_SLICE, len(p.keys))
+        for key in p.keys[p.next : end]:
+            t = id_to_int(key)
+            near = core.table.closest(key, k + len(p.new))
+            others = [c for c in near if c.node_id not in p.fresh]
+            if others and (core.node_id_int ^ t) > (others[0].int_id ^ t):
+                continue  # another known node is closer: let it hand off
+            bound = others[k - 1].int_id ^ t if len(others) >= k else 1 << 256
+            for c in p.new:
+                if (c.int_id ^ t) < bound:
+                    p.owed[c.node_id].append(key)
+        p.next = end
+        if end < len(p.keys):
+            core.schedule(now + HANDOFF_PASS_PAUSE, self._step)
+            return
+        self.passing = None
+        big = [key for keys in p.owed.values() if len(keys) >= HANDOFF_LIST_MIN for key in keys]
+        mesh_of = self._meshes_of(set(big)) if big else {}
+        for c in p.new:
+            if owed := p.owed[c.node_id]:
+                self._owe(c, owed, mesh_of, now)
+        if not self.tick_armed:
+            self._send(now)
+        if self.newcomers:  # met while this pass ran
+            core.schedule(now + HANDOFF_PASS_PAUSE, self._start_pass)
+
+    def _meshes_of(self, keys: set[bytes]) -> dict[bytes, bytes]:
+        """The mesh each of `keys` is listed under, read once per pass."""
+        store = self.core.store
+        return {
+            k: m for m in store.meshes() for k in store.list_mesh(m, None, 1 << 62) if k in keys
+        }
+
+    def _owe(
+        self, contact: Contact, keys: list[bytes], mesh_of: dict[bytes, bytes], now: float
+    ) -> None:
+        """Queue `keys` for `contact`, after a LIST of what it holds where that pays."""
+        by_mesh: dict[bytes, list[bytes]] = {}
+        for key in keys:
+            by_mesh.setdefault(mesh_of.get(key, b""), []).append(key)
+        for mesh, ours in sorted(by_mesh.items()):
+            if mesh and len(ours) >= HANDOFF_LIST_MIN:
+                _ListFirst(self, contact, mesh, sorted(ours)).start(now)
+            else:
+                self.out.extend((contact, key) for key in ours)
+
+    def queue(self, contact: Contact, keys: list[bytes], now: float) -> None:
+        self.out.extend((contact, key) for key in keys)
+        if not self.tick_armed:
+            self._send(now)
+
+    def _send(self, now: float) -> None:
+        """Send the next HANDOFF_BURST queued hand-offs; come back in HANDOFF_TICK if more."""
+        core = self.core
+        out = self.out
+        sent = 0
+        while out and sent < HANDOFF_BURST:
+            c, key = out.popleft()
+            if core.table.get(c.node_id) is not c:
+                continue  # gone meanwhile (or back under another address)
+            record = core.local_record(key)
+            if record is None:
+                continue
+            sent += 1
+            core.stats["handoffs"] += 1
+            core.send_store(c.node_id, c.addr, record, now)
+        if out:
+            self.tick_armed = True
+            core.schedule(now + HANDOFF_TICK, self._tick)
+
+    def _tick(self, now: float) -> None:
+        self.tick_armed = False
+        self._send(now)
+
+
+class _Pass:
+    """One hand-off pass in progress: which held keys each newcomer is owed."""
+
+    def __init__(self, new: list[Contact], keys: list[bytes]) -> None:
+        self.new = new
+        self.fresh = {c.node_id for c in new}
+        self.keys = keys
+        self.next = 0
+        self.owed: dict[bytes, list[bytes]] = {c.node_id: [] for c in new}
+
+
+class _ListFirst(Op):
+    """LIST what a newcomer holds of one mesh over the range of `keys`; hand off the rest."""
+
+    def __init__(self, handoff: Handoff, contact: Contact, mesh: bytes, keys: list[bytes]) -> None:
+        super().__init__(handoff.core, False)
+        self.handoff = handoff
+        self.contact = contact
+        self.mesh = mesh
+        self.keys = keys  # sorted: list_mesh returns key order
+        self.held: set[bytes] = set()
+
+    def start(self, now: float) -> _ListFirst:
+        first = int.from_bytes(self.keys[0], "big")
+        cursor = (first - 1).to_bytes(32, "big") if first else None  # LIST is "after cursor"
+        self._page(cursor, now)
+        return self
+
+    def _page(self, cursor: bytes | None, now: float) -> None:
+        body = List(self.mesh, cursor, LIST_PAGE)
+        self.request(self.contact.addr, self.contact.node_id, body, now)
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        body = msg.body
+        if not isinstance(body, Listed):  # refused (rate limit, ...): send them all
+            self._done(now)
+            return
+        self.held.update(body.keys)
+        last = body.keys[-1] if body.keys else None
+        if body.cursor is None or last is None or last >= self.keys[-1]:
+            self._done(now)
+        else:
+            self._page(body.cursor, now)
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        self._done(now)
+
+    def _done(self, now: float) -> None:
+        self.finished = True
+        self.core.stats["handoffs_listed_held"] += len(self.held)
+        lacking = [k for k in self.keys if k not in self.held]
+        if lacking:
+            self.handoff.queue(self.contact, lacking, now)
