@@ -77,6 +77,13 @@ def recover_cmd(
         str, typer.Option(help="UDP address of the ephemeral recovering node.")
     ] = "0.0.0.0:0",
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
+    patience: Annotated[
+        float,
+        typer.Option(
+            help="Right after a mass failure, keep crawling this many seconds while most "
+            "nodes heard of are silent: survivors are still finding each other."
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     key_file: KeyFileOpt = None,
     mesh_key: MeshKeyOpt = None,
@@ -90,6 +97,8 @@ def recover_cmd(
         root = parse_hex_id(expect_root, "root") if expect_root is not None else None
         seeds = [parse_addr(b) for b in bootstrap]
         listen_addr = parse_addr(listen)
+        if not 0 <= patience < timeout:
+            raise fail(f"--patience must be at least 0 and under --timeout ({timeout:g}s)")
         key = mesh_key_from(key_file, mesh_key)
         columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, disable=not err.is_terminal) as bars:
@@ -106,6 +115,7 @@ def recover_cmd(
                             progress=_Bars(bars),
                             reseed=reseed,
                             mesh_key=key,
+                            patience=patience,
                         )
 
             try:
@@ -121,6 +131,13 @@ def recover_cmd(
     else:
         out.print(report_table(report))
         out.print(f"wrote {memory} and {phase}")
+        few = report.nodes_found > 1 and 2 * report.nodes_reached < report.nodes_found
+        if few and not report.complete:
+            err.print(
+                f"note: {report.nodes_reached} of the {report.nodes_found} nodes heard of "
+                "answered; if the network just failed, survivors may still be finding each "
+                "other: run again in a minute, or with --patience 60"
+            )
     raise typer.Exit(exit_code(report))
 
 

@@ -119,6 +119,7 @@ class RecoverSpec:
     kill: float = 0.99  # fraction of the nodes killed at once, at random
     quiet: float = 0.0  # writers stop this long before the kill
     settle: float = 30.0  # virtual seconds between the kill and the first recovery
+    patience: float = 0.0  # `recover(patience=...)`: crawl again while most nodes are silent
     recover_from: int = 0  # survivors to recover from, one recovery each (0: every one)
     k: int = 20
     spare_pinners: int = 0  # pinners guaranteed to survive (for the reseed check)
@@ -267,6 +268,7 @@ async def _recover_once(
     index: int,
     k: int,
     reseed: bool,
+    patience: float = 0.0,
 ) -> RecoveryReport:
     """A fresh read-only node joins through `via` and runs `chorusdht.recover`, as the CLI does."""
     ident = Identity.from_seed(derive_seed(net.seed, "recoverer", index).to_bytes(8, "big") * 4)
@@ -279,7 +281,9 @@ async def _recover_once(
         config=config,
         rng=rng,
     ) as node:
-        return await recover(node, mesh, bootstrap=[via.node.address], reseed=reseed, workers=0)
+        return await recover(
+            node, mesh, bootstrap=[via.node.address], reseed=reseed, workers=0, patience=patience
+        )
 
 
 async def _dht_reads(net: SimNet, via: SimMember, keys: Sequence[bytes], k: int) -> int:
@@ -463,7 +467,13 @@ async def nuke_recover(
             started = trio.current_time()
             try:
                 report = await _recover_once(
-                    net, fmesh.id, swarm.members[i], n, spec.k, spec.reseed and n == 0
+                    net,
+                    fmesh.id,
+                    swarm.members[i],
+                    n,
+                    spec.k,
+                    spec.reseed and n == 0,
+                    spec.patience,
                 )
             except ChorusError as e:  # no survivor reachable, or no genesis left anywhere
                 rows.append(_failed_row(i, e, acked_phase, survived))
@@ -664,11 +674,14 @@ def run_file(
     nodes: int | None = None,
     out: Path | None = None,
     progress: Callable[[int, str, float, float], None] | None = None,
+    patience: float | None = None,
 ) -> list[dict[str, Any]]:
     """Run a recover scenario file for each seed (default: the file's `seeds`)."""
     spec = load_spec(path)
     if nodes is not None:
         spec = spec.scaled(nodes)
+    if patience is not None:
+        spec = replace(spec, patience=patience)
     runs = []
     for seed in seeds or spec.seeds:
 
@@ -695,6 +708,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, nargs="+", default=None, help="default: the file's seeds")
     p.add_argument("--nodes", type=int, default=None, help="override the node count")
     p.add_argument("--out", type=Path, default=None, help="write metrics.json here")
+    p.add_argument(
+        "--patience", type=float, default=None, help="recover(patience=...), virtual seconds"
+    )
     a = p.parse_args(argv)
     path = Path(a.scenario)
     if path.suffix != ".toml":
@@ -728,7 +744,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{stage} {done:.0f}/{total:.0f}")  # fmt: skip
             bar.update(tasks[seed], completed=done / total if total else 1.0, what=what)
 
-        runs = run_file(path, a.seed, nodes=a.nodes, out=a.out, progress=show)
+        runs = run_file(path, a.seed, nodes=a.nodes, out=a.out, progress=show, patience=a.patience)
     Console().print(summary_table(runs))
     if a.out is not None:
         Console().print(f"wrote {a.out / 'metrics.json'}")

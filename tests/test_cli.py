@@ -87,6 +87,10 @@ def test_data_dir_comes_from_chorusdht_home(tmp_path: Path) -> None:
         (["mesh", "admit", "abcd"], "bad public key 'abcd'"),
         (["get", "nothex"], "bad hash 'nothex'"),
         (["recover", "--mesh", "12", "--bootstrap", "127.0.0.1:1"], "bad mesh id '12'"),
+        (
+            ["recover", "--mesh", "ab" * 32, "--bootstrap", "127.0.0.1:1", "--patience", "-1"],
+            "--patience must be at least 0",
+        ),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -22,6 +22,7 @@ from netsim.trionet import SimNet
 from chorusdht import Identity, MemoryStore, Node, NodeConfig, open_node
 from chorusdht.crawl import crawl_tables, depth_target
 from chorusdht.ids import id_to_int
+from chorusdht.recovery_fetch import crawl
 
 
 @given(st.binary(min_size=32, max_size=32), st.integers(0, 255), st.integers(0, 2**32))
@@ -91,4 +92,51 @@ async def test_after_a_mass_failure_the_crawl_reaches_every_survivor_a_survivor_
             )
             assert answered == reach
             assert reach <= set(seen)
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("patience", [0.0, 60.0])
+async def test_with_patience_the_crawl_finds_survivors_that_turn_up_after_a_mass_failure(
+    autojump_clock: trio.testing.MockClock, patience: float
+) -> None:
+    """Right after a mass failure the survivor we ask may know no living node yet
+    (nuke99-chorus: a recovery 30 s after the kill reached 1 of 10 survivors). Here
+    the survivor's table holds only the dead, and another survivor reaches it 10 s
+    into the crawl: with patience the crawl asks again and finds it; without, not."""
+    net = SimNet(12)
+    config = NodeConfig(k=20)  # room in every bucket: `late` is admitted at once
+    with trio.fail_after(3600):
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            await nursery.start(net.run)
+
+            async def node(i: int, **kw: object) -> Node:
+                return await stack.enter_async_context(
+                    open_node(
+                        transport=net.transport(),
+                        identity=Identity.from_seed(bytes([i]) * 32),
+                        store=MemoryStore(),
+                        config=kw.get("config", config),  # type: ignore[arg-type]
+                        rng=random.Random(i),
+                    )
+                )
+
+            nodes = [await node(i) for i in range(16)]
+            for n in nodes[1:]:
+                await n.bootstrap([nodes[0].address])
+            await trio.sleep(300)
+            via = nodes[0]
+            for n in nodes[1:]:
+                net.kill(n.address)
+            late = await node(100)  # a survivor `via` does not know yet
+
+            async def turn_up() -> None:
+                await trio.sleep(10)
+                await late.bootstrap([via.address])
+
+            nursery.start_soon(turn_up)
+            crawler = await node(99, config=NodeConfig(k=20, read_only=True))
+            found = await crawl(crawler, [via.address], patience=patience)
+            assert len(found) >= 8  # it heard of the dead: a mass failure, as meant
+            assert (late.node_id in found) == (patience > 0)
             nursery.cancel_scope.cancel()

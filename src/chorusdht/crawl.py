@@ -22,6 +22,7 @@ at once.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 
 import trio
 
@@ -62,21 +63,23 @@ async def crawl_tables(
     *,
     rng: random.Random,
     progress: DumpProgress | None = None,
+    skip: Collection[bytes] = (),
 ) -> tuple[dict[bytes, Address], set[bytes]]:
     """Dump the tables of `start` and of every node they lead to.
 
     Returns (every node seen: id -> address, the ids of those that answered).
-    This node is left out of both.
+    This node and the ids in `skip` (found dead before) are left out of both.
     """
     progress = progress or DumpProgress()
     seen: dict[bytes, Address] = {}
+    skip = set(skip)
     answered: set[bytes] = set()
     send, recv = trio.open_memory_channel[tuple[bytes, Address]](float("inf"))
     pending = 0  # peers queued or being dumped; the crawl ends when it reaches 0
 
     def learn(node_id: bytes, addr: Address) -> None:
         nonlocal pending
-        if node_id == node.node_id or node_id in seen:
+        if node_id == node.node_id or node_id in seen or node_id in skip:
             return
         seen[node_id] = addr
         pending += 1

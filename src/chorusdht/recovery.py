@@ -249,11 +249,14 @@ async def recover(
     reseed: bool = False,
     workers: int | None = None,
     mesh_key: bytes | None = None,
+    patience: float = 0.0,
 ) -> RecoveryReport:
     """Rebuild mesh `mesh` from every node reachable through `bootstrap`.
 
     `workers` sets the verifying processes (None: `recovery_verify.default_workers`;
     0: in this process). `mesh_key` opens an encrypted mesh's payloads in the outputs.
+    `patience` (seconds): right after a mass failure, keep crawling that long while
+    most nodes heard of are silent, as survivors find each other (`crawl`).
     Raises LookupFailed when no bootstrap node answers, and NotFound when
     no valid genesis of the mesh survives anywhere (nothing could be verified).
     """
@@ -262,7 +265,7 @@ async def recover(
     progress = progress or NullProgress()
     max_size = node.core.config.max_record
     t0 = time.perf_counter()
-    found = await crawl(node, bootstrap, progress=progress)
+    found = await crawl(node, bootstrap, progress=progress, patience=patience)
     t1 = time.perf_counter()
 
     # -- fetch: roots by the DHT, then the sweep; every batch is verified as it arrives

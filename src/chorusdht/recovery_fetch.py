@@ -32,6 +32,7 @@ SWEEP_PEERS_PARALLEL = 32  # peers listed at once; bounds tasks, not correctness
 # A RECORDS reply holds at most MAX_RECORDS_PER_REPLY records, so asking for more keys
 # only makes the request bigger; the size budget may still cut it (`match_reply`).
 FETCH_BATCH = min(MAX_KEYS_PER_REQUEST, MAX_RECORDS_PER_REPLY)
+CRAWL_PAUSE = 15.0  # seconds between crawls when the caller has patience (see `crawl`)
 FETCH_WINDOW = 4  # GET_MANY requests in flight per peer: hides the RTT, never floods one peer
 T = TypeVar("T")
 R = TypeVar("R")
@@ -295,12 +296,21 @@ async def crawl(
     *,
     rng: random.Random | None = None,
     progress: RecoveryProgress | None = None,
+    patience: float = 0.0,
 ) -> dict[bytes, Address]:
     """Every node reachable from `bootstrap`: node id -> address (this node left out).
 
     Joins through `bootstrap`, then dumps the routing table of every node that
     answers, breadth first (`chorusdht.crawl`): a lookup-based crawl sees only each
     peer's neighbourhood, and missed a fifth of the survivors after a 90% kill.
+
+    Right after a mass failure the survivors are still finding each other (each
+    sweeps its table once most of its requests time out), and the one we ask may
+    know no other yet: in nuke99-chorus, 30 s after the kill, a recovery reached 1
+    of the 10 survivors (the next, a minute later, reached 9). With `patience`
+    seconds, while fewer than half of the nodes heard of answer, the tables of
+    those that did are dumped again every CRAWL_PAUSE, until `patience` is spent;
+    nodes that did not answer are not asked again.
     Raises LookupFailed when no bootstrap node answers.
     """
     rng = rng or node.core.rng
@@ -308,7 +318,18 @@ async def crawl(
     progress.start(Stage.CRAWL, None)
     await node.bootstrap(bootstrap)
     start = {c.node_id: c.addr for c in node.core.table}
-    seen, _ = await crawl_tables(node, start, rng=rng, progress=_CrawlTicks(progress))
+    ticks = _CrawlTicks(progress)
+    seen, answered = await crawl_tables(node, start, rng=rng, progress=ticks)
+    waited = 0.0
+    while answered and 2 * len(answered) < len(seen) and waited < patience:
+        pause = min(CRAWL_PAUSE, patience - waited)
+        await trio.sleep(pause)
+        waited += pause
+        again = {i: seen[i] for i in sorted(answered)}
+        dead = seen.keys() - answered
+        more, more_answered = await crawl_tables(node, again, rng=rng, progress=ticks, skip=dead)
+        seen.update(more)
+        answered |= more_answered
     for c in node.core.table:  # met while crawling (challenged, so proven)
         seen.setdefault(c.node_id, c.addr)
     progress.finish(Stage.CRAWL)
