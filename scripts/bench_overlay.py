@@ -54,19 +54,13 @@ class Swarm:
         self.identities: list[Identity] = []
 
     async def run_one(
-        self,
-        ident: Identity,
-        config: NodeConfig,
-        seed: int,
-        store_dir: Path | None,
-        *,
-        task_status: Any,
+        self, ident: Identity, config: NodeConfig, seed: int, store_dir: Path | None,
+        *, task_status: Any,
     ) -> None:
         store = SqliteStore(store_dir / "store.sqlite3") if store_dir else MemoryStore()
         with trio.CancelScope() as scope:
-            async with open_node(
-                identity=ident, store=store, config=config, rng=random.Random(seed)
-            ) as node:
+            async with open_node(identity=ident, store=store, config=config,
+                                 rng=random.Random(seed)) as node:
                 task_status.started((node, scope))
                 await trio.sleep_forever()
 
@@ -74,7 +68,9 @@ class Swarm:
         return sum(n.core.stats["requests_out"] for n in self.nodes)
 
 
-async def run_phase(ops: list[Any], fn: Any, concurrency: int, timeout: float) -> W.PhaseResult:
+async def run_phase(
+    ops: list[Any], fn: Any, concurrency: int, timeout: float
+) -> W.PhaseResult:
     res = W.PhaseResult(len(ops))
     limiter = trio.CapacityLimiter(concurrency)
 
@@ -103,20 +99,13 @@ async def run_phase(ops: list[Any], fn: Any, concurrency: int, timeout: float) -
 
 
 async def main_async(args: Any) -> dict[str, Any]:
-    wl = W.Workload(
-        args.nodes, args.ops, args.value_size, args.seed, args.kill_fraction, args.kill_gets
-    )
+    wl = W.Workload(args.nodes, args.ops, args.value_size, args.seed,
+                    args.kill_fraction, args.kill_gets)
     config = NodeConfig(k=args.k, alpha=args.alpha)
     out: dict[str, Any] = {
-        "system": "chorusdht",
-        "nodes": args.nodes,
-        "ops": args.ops,
-        "value_size": args.value_size,
-        "seed": args.seed,
-        "ksize": args.k,
-        "alpha": args.alpha,
-        "concurrency": args.concurrency,
-        "kill_fraction": args.kill_fraction,
+        "system": "chorusdht", "nodes": args.nodes, "ops": args.ops,
+        "value_size": args.value_size, "seed": args.seed, "ksize": args.k, "alpha": args.alpha,
+        "concurrency": args.concurrency, "kill_fraction": args.kill_fraction,
         "store": "sqlite" if args.sqlite else "memory",
     }
     rss_base = W.rss_mb()
@@ -127,10 +116,7 @@ async def main_async(args: Any) -> dict[str, Any]:
         for i in range(args.nodes):
             ident = Identity.from_seed(sha256(f"anchor-node-{args.seed}-{i}".encode()))
             node, scope = await nursery.start(
-                swarm.run_one,
-                ident,
-                config,
-                args.seed * 100003 + i,
+                swarm.run_one, ident, config, args.seed * 100003 + i,
                 tmp / f"n{i}" if tmp else None,
             )
             swarm.nodes.append(node)
@@ -153,19 +139,11 @@ async def main_async(args: Any) -> dict[str, Any]:
 
             async def put(i: int) -> bool:
                 w = ph["writers"][i]
-                chunk = make_chunk(
-                    swarm.identities[w],
-                    mesh=MESH,
-                    seq=1,
-                    prev=None,
-                    lamport=1,
-                    time=0,
-                    payload=ph["vals"][i],
-                )
+                chunk = make_chunk(swarm.identities[w], mesh=MESH, seq=1, prev=None,
+                                   lamport=1, time=0, payload=ph["vals"][i])
                 chunk_keys[(phase, i)] = chunk.key
                 res = await swarm.nodes[w].put(chunk.raw, chunk.key)
                 return res.acks >= 1
-
             return put
 
         def getter(phase: str) -> Any:
@@ -175,7 +153,6 @@ async def main_async(args: Any) -> dict[str, Any]:
                 i, reader = op
                 got = await swarm.nodes[reader].get(chunk_keys[(phase, i)])
                 return getattr(got.record, "payload", None) == ph["vals"][i]
-
             return get
 
         r0 = swarm.requests()
@@ -183,64 +160,51 @@ async def main_async(args: Any) -> dict[str, Any]:
         r1 = swarm.requests()
         seq_get = await run_phase(wl.phases["seq"]["gets"], getter("seq"), 1, args.op_timeout_s)
         r2 = swarm.requests()
-        conc_put = await run_phase(
-            list(range(args.ops)), putter("conc"), args.concurrency, args.op_timeout_s
-        )
-        conc_get = await run_phase(
-            wl.phases["conc"]["gets"], getter("conc"), args.concurrency, args.op_timeout_s
-        )
+        conc_put = await run_phase(list(range(args.ops)), putter("conc"), args.concurrency,
+                                   args.op_timeout_s)
+        conc_get = await run_phase(wl.phases["conc"]["gets"], getter("conc"), args.concurrency,
+                                   args.op_timeout_s)
         rss_end = W.rss_mb()
         sp, sg = seq_put.summary("put"), seq_get.summary("get")
         cp, cg = conc_put.summary("put"), conc_get.summary("get")
-        out.update(
-            {
-                "put_ops_per_s": sp["put_ops_per_s"],
-                "get_ops_per_s": sg["get_ops_per_s"],
-                "put_p50_ms": sp["put_p50_ms"],
-                "put_p99_ms": sp["put_p99_ms"],
-                "get_p50_ms": sg["get_p50_ms"],
-                "get_p99_ms": sg["get_p99_ms"],
-                "put_success_rate": sp["put_success_rate"],
-                "get_success_rate": sg["get_success_rate"],
-                "put_ops_per_s_concurrent": cp["put_ops_per_s"],
-                "get_ops_per_s_concurrent": cg["get_ops_per_s"],
-                "put_p50_ms_concurrent": cp["put_p50_ms"],
-                "put_p99_ms_concurrent": cp["put_p99_ms"],
-                "get_p50_ms_concurrent": cg["get_p50_ms"],
-                "get_p99_ms_concurrent": cg["get_p99_ms"],
-                "put_success_rate_concurrent": cp["put_success_rate"],
-                "get_success_rate_concurrent": cg["get_success_rate"],
-                "timeouts": seq_put.timed_out
-                + seq_get.timed_out
-                + conc_put.timed_out
-                + conc_get.timed_out,
-                "rpcs_per_put": round((r1 - r0) / args.ops, 2),
-                "rpcs_per_get": round((r2 - r1) / args.ops, 2),
-                "rss_mb_per_node": round(rss_end / args.nodes, 3),
-                "rss_mb": round(rss_end, 1),
-                "rss_baseline_mb": round(rss_base, 1),
-                "rss_mb_per_node_net": round((rss_end - rss_base) / args.nodes, 3),
-            }
-        )
+        out.update({
+            "put_ops_per_s": sp["put_ops_per_s"], "get_ops_per_s": sg["get_ops_per_s"],
+            "put_p50_ms": sp["put_p50_ms"], "put_p99_ms": sp["put_p99_ms"],
+            "get_p50_ms": sg["get_p50_ms"], "get_p99_ms": sg["get_p99_ms"],
+            "put_success_rate": sp["put_success_rate"],
+            "get_success_rate": sg["get_success_rate"],
+            "put_ops_per_s_concurrent": cp["put_ops_per_s"],
+            "get_ops_per_s_concurrent": cg["get_ops_per_s"],
+            "put_p50_ms_concurrent": cp["put_p50_ms"], "put_p99_ms_concurrent": cp["put_p99_ms"],
+            "get_p50_ms_concurrent": cg["get_p50_ms"], "get_p99_ms_concurrent": cg["get_p99_ms"],
+            "put_success_rate_concurrent": cp["put_success_rate"],
+            "get_success_rate_concurrent": cg["get_success_rate"],
+            "timeouts": seq_put.timed_out + seq_get.timed_out + conc_put.timed_out
+            + conc_get.timed_out,
+            "rpcs_per_put": round((r1 - r0) / args.ops, 2),
+            "rpcs_per_get": round((r2 - r1) / args.ops, 2),
+            "rss_mb_per_node": round(rss_end / args.nodes, 3),
+            "rss_mb": round(rss_end, 1),
+            "rss_baseline_mb": round(rss_base, 1),
+            "rss_mb_per_node_net": round((rss_end - rss_base) / args.nodes, 3),
+        })
 
         if wl.killed:
             for n in wl.killed:
                 swarm.scopes[n].cancel()  # the socket closes; peers are told nothing
             await trio.sleep(args.kill_settle_s)
-            kres = await run_phase(wl.kill_gets, getter("seq"), args.concurrency, args.op_timeout_s)
+            kres = await run_phase(wl.kill_gets, getter("seq"), args.concurrency,
+                                   args.op_timeout_s)
             ks = kres.summary("get")
-            out.update(
-                {
-                    "killed_nodes": len(wl.killed),
-                    "kill_settle_s": args.kill_settle_s,
-                    "kill_gets": len(wl.kill_gets),
-                    "get_success_after_kill": ks["get_success_rate"],
-                    "get_p50_ms_after_kill": ks["get_p50_ms"],
-                    "get_p99_ms_after_kill": ks["get_p99_ms"],
-                    "get_ops_per_s_after_kill": ks["get_ops_per_s"],
-                    "get_timeouts_after_kill": kres.timed_out,
-                }
-            )
+            out.update({
+                "killed_nodes": len(wl.killed), "kill_settle_s": args.kill_settle_s,
+                "kill_gets": len(wl.kill_gets),
+                "get_success_after_kill": ks["get_success_rate"],
+                "get_p50_ms_after_kill": ks["get_p50_ms"],
+                "get_p99_ms_after_kill": ks["get_p99_ms"],
+                "get_ops_per_s_after_kill": ks["get_ops_per_s"],
+                "get_timeouts_after_kill": kres.timed_out,
+            })
         nursery.cancel_scope.cancel()
     return out
 
@@ -251,28 +215,13 @@ def run_anchors() -> int:
     py = venv / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run(
-        [str(py), "-c", "import kademlia, opendht, trio, chorusdht"], capture_output=True
-    )
+    probe = subprocess.run([str(py), "-c", "import kademlia, opendht, trio, chorusdht"],
+                           capture_output=True)
     if probe.returncode != 0:
-        print(
-            "installing kademlia==2.2.3 opendht==4.4.2 and chorusdht into .venv-anchors",
-            file=sys.stderr,
-        )
-        subprocess.run(
-            [
-                str(py),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "kademlia==2.2.3",
-                "opendht==4.4.2",
-                "-e",
-                str(ROOT),
-            ],
-            check=True,
-        )
+        print("installing kademlia==2.2.3 opendht==4.4.2 and chorusdht into .venv-anchors",
+              file=sys.stderr)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "kademlia==2.2.3",
+                        "opendht==4.4.2", "-e", str(ROOT)], check=True)
     env = dict(os.environ)
     env.setdefault("SYSTEMS", "kademlia opendht chorusdht")
     env.setdefault("OUT", str(ROOT / "out" / "anchors"))
@@ -287,12 +236,8 @@ def main() -> None:
     p = W.make_parser("chorusdht", settle_default=0.0)
     p.add_argument("--k", type=int, default=20, help="replication factor (default 20)")
     p.add_argument("--alpha", type=int, default=3, help="lookup parallelism (default 3)")
-    p.add_argument(
-        "--sqlite",
-        metavar="DIR",
-        default=None,
-        help="keep each node's records in SQLite under DIR (default: in memory)",
-    )
+    p.add_argument("--sqlite", metavar="DIR", default=None,
+                   help="keep each node's records in SQLite under DIR (default: in memory)")
     args = p.parse_args()
     W.arm_deadline(args.deadline_s)
     W.emit(trio.run(main_async, args))
