@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .ids import id_to_int
-from .messages import List, Listed, Message
+from .messages import MAX_KEYS_PER_REQUEST, List, Listed, Message
 from .ops import Op
 from .routing import Contact
 
@@ -36,7 +36,6 @@ HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
 HANDOFF_BURST = 64
 HANDOFF_TICK = 0.25
 HANDOFF_LIST_MIN = 16  # owed this many keys of one mesh: LIST first, send only what it lacks
-LIST_PAGE = 256
 HANDOFF_PASS_SLICE = 2000  # held keys looked at per step of a pass (~20-50 ms)
 HANDOFF_PASS_PAUSE = 0.001  # between steps: the node answers what arrived meanwhile
 
@@ -166,7 +165,7 @@ class _ListFirst(Op):
         self.handoff = handoff
         self.contact = contact
         self.mesh = mesh
-        self.keys = keys  # sorted: list_mesh returns key order
+        self.keys = keys  # sorted by the caller: LIST pages go in key order
         self.held: set[bytes] = set()
 
     def start(self, now: float) -> _ListFirst:
@@ -176,7 +175,7 @@ class _ListFirst(Op):
         return self
 
     def _page(self, cursor: bytes | None, now: float) -> None:
-        body = List(self.mesh, cursor, LIST_PAGE)
+        body = List(self.mesh, cursor, MAX_KEYS_PER_REQUEST)
         self.request(self.contact.addr, self.contact.node_id, body, now)
 
     def on_response(self, p: Pending, msg: Message, now: float) -> None:
