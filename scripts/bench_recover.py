@@ -14,6 +14,7 @@ Target (issue 5): at least 5,000 entries/s, peak memory at most 3x the data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -109,7 +110,7 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
 
 
 class WorkerRss:
-    """Samples the resident set of this process's verifying workers (pool processes).
+    """Samples the resident set and CPU of this process's verifying worker processes.
 
     The peak printed for "this process" does not count them, so a run with
     `--workers` reports the sum of the workers' peaks next to it.
@@ -117,6 +118,7 @@ class WorkerRss:
 
     def __init__(self) -> None:
         self.peaks: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}  # CPU seconds each worker had used when last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -137,13 +139,14 @@ class WorkerRss:
                 try:
                     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if stat[1] != me or b"spawn_main" not in cmdline:
+                    if stat[1] != me or b"chorusdht.verify_worker" not in cmdline:
                         continue
                     rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
                 except (OSError, IndexError, ValueError):
                     continue
                 rss *= os.sysconf("SC_PAGE_SIZE")
                 self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), rss)
+                self.cpu[int(pid)] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
     @property
     def total(self) -> int:
@@ -176,14 +179,48 @@ class RssTrace:
         self._say("finish", stage)
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes `pids` have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(pids: list[int], quiet: float = 0.2, limit: float = 180.0) -> float:
+    """Wait until the survivors together use under `quiet` CPU-seconds a second.
+
+    Survivors started together hand keys off to each other (LIST, then STORE what
+    is lacking) for a while; recovering meanwhile measures that, not recovery.
+    """
+    t = time.perf_counter()
+    time.sleep(5.0)  # hand-off passes start HANDOFF_DELAY (~2 s) after a join
+    last = _cpu_seconds(pids)
+    while time.perf_counter() - t < limit:
+        time.sleep(1.0)
+        now = _cpu_seconds(pids)
+        if now - last < quiet:
+            break
+        last = now
+    return time.perf_counter() - t
+
+
 async def run_recovery(
-    seed: str, expected: dict[str, object], workers: int | None, trace: bool, top: int
+    seed: str,
+    expected: dict[str, object],
+    workers: int | None,
+    trace: bool,
+    top: int,
+    survivors: list[int],
 ) -> None:
     host, port = seed.rsplit(":", 1)
     mesh = bytes.fromhex(str(expected["mesh"]))
     async with open_node(config=NodeConfig(read_only=True)) as node:
         idle = _rss_now()
         t = time.perf_counter()
+        cpu0, served0 = time.process_time(), _cpu_seconds(survivors)
         with WorkerRss() as workers_rss:
             report = await recover(
                 node,
@@ -194,6 +231,7 @@ async def run_recovery(
                 progress=RssTrace() if trace else None,
             )
         wall = time.perf_counter() - t
+        cpu, served = time.process_time() - cpu0, _cpu_seconds(survivors) - served0
         if top:
             snap = tracemalloc.take_snapshot()
             print(f"largest live allocations after recovery (tracemalloc, top {top}):")
@@ -220,6 +258,11 @@ async def run_recovery(
             f"{workers_rss.total / 2**20:,.0f} MiB together; "
             f"with this process {both / 2**20:,.0f} MiB ({both / data:.1f}x)"
         )
+    worker_cpu = sum(workers_rss.cpu.values())
+    print(
+        f"CPU during it     : this process {cpu:.1f} s, workers {worker_cpu:.1f} s, the "
+        f"{len(survivors)} survivors {served:.1f} s (of {wall * (os.cpu_count() or 1):.1f} core-s)"
+    )
     print(f"idle RSS          : {idle / 2**20:,.0f} MiB (this process, node open, before recovery)")
     print(f"dropped           : {report.dropped or 'none'}")
 
@@ -276,6 +319,8 @@ def main() -> None:
                 addr = _wait_file(af, 60)
                 seed_addr = seed_addr or addr
             assert seed_addr is not None
+            settled = _settle([p.pid for p in procs])
+            print(f"survivors settled : {settled:.0f} s after start (hand-off among them done)")
             run = (
                 run_recovery,
                 seed_addr,
@@ -283,6 +328,7 @@ def main() -> None:
                 args.workers,
                 args.trace_rss,
                 args.tracemalloc,
+                [p.pid for p in procs],
             )
             if args.tracemalloc:
                 tracemalloc.start()

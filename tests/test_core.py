@@ -24,7 +24,7 @@ from chorusdht.errors import (
     QuorumError,
     ValidationError,
 )
-from chorusdht.handoff import HANDOFF_BURST, HANDOFF_TICK
+from chorusdht.handoff import HANDOFF_BURST, HANDOFF_TICK, cell_bits
 from chorusdht.identity import ED25519, Identity
 from chorusdht.ids import distance, id_to_int, sha256
 from chorusdht.messages import (
@@ -1096,6 +1096,30 @@ def test_hand_offs_to_a_newcomer_are_paced_and_all_arrive() -> None:
         busiest = max(sum(1 for u in times if t <= u < t + HANDOFF_TICK) for t in times)
         assert busiest <= HANDOFF_BURST
     assert all(new.store.get(key) is not None for key in keys)
+
+
+_ID = st.integers(0, (1 << 256) - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=_ID,
+    near=st.lists(st.integers(0, (1 << 24) - 1), min_size=1, max_size=30, unique=True),
+    far=st.lists(_ID, max_size=10),
+    a=_ID,
+    low=_ID,
+)
+def test_keys_in_one_hand_off_cell_see_every_node_in_one_xor_order(
+    base: int, near: list[int], far: list[int], a: int, low: int
+) -> None:
+    # Ids clustered near `base` (as a table is near its own id) and a few anywhere.
+    ids = sorted({base ^ n for n in near} | set(far))
+    shift = 256 - cell_bits(ids)
+    b = (a >> shift << shift) | (low & ((1 << shift) - 1))  # another key in a's cell
+    assert sorted(ids, key=lambda i: i ^ a) == sorted(ids, key=lambda i: i ^ b)
+    if len(ids) > 1:  # and the cell is no bigger than it must be: the closest pair first
+        flip = a ^ (1 << shift)  # differ at this bit, which orders them
+        assert sorted(ids, key=lambda i: i ^ a) != sorted(ids, key=lambda i: i ^ flip)
 
 
 def test_a_newcomer_that_already_holds_records_is_sent_only_what_it_lacks() -> None:

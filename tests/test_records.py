@@ -477,3 +477,40 @@ def test_signed_garbage_bodies_raise_only_validation_error(body: dict[str, Any])
     for k in (key, head_key(MESH, ALICE.public_key)):
         with pytest.raises(ValidationError):
             validate(k, raw)
+
+
+def _verdict(raw: bytes) -> object:
+    try:
+        rec = validate(sha256(raw), raw)
+    except ValidationError as e:
+        return e.code
+    return (rec.kind, rec.key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parents=st.integers(0, 30),
+    payload=st.binary(max_size=400),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+    cut=st.integers(-3, 3),
+)
+def test_the_chunk_layout_fast_path_judges_every_record_as_the_full_scan_does(
+    parents: int, payload: bytes, edits: list[tuple[int, int]], cut: int
+) -> None:
+    import chorusdht.records as records
+
+    hashes = sorted({sha256(bytes([i])) for i in range(parents)})
+    prev = sha256(b"prev")
+    fields = {"seq": 2, "prev": prev, "parents": hashes, "lamport": 3, "time": 9}
+    raw = make_chunk(ALICE, mesh=sha256(b"m"), payload=payload, **fields).raw
+    assert records._chunk_shaped(raw)
+    b = bytearray(raw)
+    for at, value in edits:  # byte edits anywhere, heads included
+        b[at % len(b)] = value
+    mutated = bytes(b[: len(b) + cut] if cut < 0 else b + bytes(cut))
+    fast = _verdict(mutated)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(records, "_chunk_shaped", lambda raw: False)
+        assert _verdict(mutated) == fast
+    if not edits and not cut:
+        assert fast == ("chunk", sha256(raw))

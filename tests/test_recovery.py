@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from chorusdht import Identity, NodeConfig, RtoConfig, open_node
+from chorusdht import Identity, NodeConfig, RtoConfig, open_node, recovery_verify
 from chorusdht.codec import decode, encode
 from chorusdht.ids import sha256
 from chorusdht.memlog import MeshLog
@@ -160,7 +160,7 @@ def test_match_reply_finds_mutable_keys() -> None:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_checker_verifies_as_batches_arrive_and_drops_forgeries(workers: int) -> None:
-    """In this process or in a pool, batch by batch: the same verdicts as one check_batch."""
+    """In this process or in worker processes, batch by batch: the verdicts of one check_batch."""
     mesh = build_mesh(n_authors=3, entries=40, seed=2)
     chunks = [r for r in mesh.records if isinstance(r, Chunk)]
     outsider = Identity.from_seed(b"\x09" * 32)
@@ -174,13 +174,18 @@ def test_checker_verifies_as_batches_arrive_and_drops_forgeries(workers: int) ->
         ver = Verifier(mesh.id, 16 * 1024)
 
         async def main() -> None:
-            with Checker(ver, workers, NullProgress()) as checker:
+            # with workers, leave every batch to them: their pipes and frames are tested
+            with (
+                trio.fail_after(60),
+                Checker(ver, workers, NullProgress(), check_here=not workers) as checker,
+            ):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(checker.run)
                     for i in range(0, len(items), 7):
                         checker.put(items[i : i + 7])
                         await trio.sleep(0)  # batches arrive while earlier ones are checked
                     checker.close()
+            assert checker.by_workers == (len(items) if workers else 0)
 
         trio.run(main)
         return ver
@@ -199,6 +204,36 @@ def test_checker_verifies_as_batches_arrive_and_drops_forgeries(workers: int) ->
     for c in sorted(accepted, key=lambda c: (c.lamport, sha256(c.author), c.key)):
         log.add(c)
     assert log.root() == mesh.log.root()
+
+
+def test_a_batch_whose_worker_dies_is_checked_by_this_process() -> None:
+    """The worker process is killed after its first batch: no batch is lost."""
+    mesh = build_mesh(n_authors=2, entries=30, seed=4)
+    items = [(r.key, r.raw) for r in mesh.records]
+    ver = Verifier(mesh.id, 16 * 1024)
+    answered: list[int] = []
+    real_receive = recovery_verify._Worker.receive
+
+    async def answer_then_die(self: recovery_verify._Worker, n_items: int) -> list:
+        if answered:
+            self.proc.kill()  # a real death: the read sees the pipe close
+        answered.append(n_items)
+        return await real_receive(self, n_items)
+
+    async def main() -> None:
+        with pytest.MonkeyPatch.context() as m, trio.fail_after(60):
+            m.setattr(recovery_verify._Worker, "receive", answer_then_die)
+            checker = Checker(ver, 1, NullProgress(), check_here=False)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(checker.run)
+                for i in range(0, len(items), 5):
+                    checker.put(items[i : i + 5])
+                checker.close()
+            assert 0 < checker.by_workers < len(items)  # the worker did some, then died
+
+    trio.run(main)
+    accepted = ver.settle()
+    assert {c.key for c in accepted} == {r.key for r in mesh.records if isinstance(r, Chunk)}
 
 
 # ---- tier 3: real UDP on loopback ------------------------------------------------------

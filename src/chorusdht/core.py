@@ -455,11 +455,16 @@ class NodeCore:
         now: float,
         limit: int = 256,
         since: tuple[SinceEntry, ...] | None = None,
+        node_id: bytes | None = None,
     ) -> int:
-        return SingleRpcOp(self, addr, None, List(mesh, cursor, limit, since)).start(now).op_id
+        """One LIST page. Give `node_id` when known: a proven peer is not challenged again."""
+        return SingleRpcOp(self, addr, node_id, List(mesh, cursor, limit, since)).start(now).op_id
 
-    def get_many(self, addr: tuple[str, int], keys: list[bytes], now: float) -> int:
-        return SingleRpcOp(self, addr, None, GetMany(tuple(keys))).start(now).op_id
+    def get_many(
+        self, addr: tuple[str, int], keys: list[bytes], now: float, node_id: bytes | None = None
+    ) -> int:
+        """One GET_MANY. With `node_id`, as for `list_keys`: each challenge costs a verify."""
+        return SingleRpcOp(self, addr, node_id, GetMany(tuple(keys))).start(now).op_id
 
     def ask_nodes(
         self, addr: tuple[str, int], node_id: bytes | None, target: bytes, now: float

@@ -20,6 +20,8 @@ rate limit.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from .ids import id_to_int
@@ -30,7 +32,14 @@ from .routing import Contact
 if TYPE_CHECKING:
     from .core import NodeCore, Pending
 
-__all__ = ["HANDOFF_BURST", "HANDOFF_DELAY", "HANDOFF_LIST_MIN", "HANDOFF_TICK", "Handoff"]
+__all__ = [
+    "HANDOFF_BURST",
+    "HANDOFF_DELAY",
+    "HANDOFF_LIST_MIN",
+    "HANDOFF_TICK",
+    "Handoff",
+    "cell_bits",
+]
 
 HANDOFF_DELAY = 2.0  # seconds new contacts are batched before one hand-off pass
 HANDOFF_BURST = 64
@@ -38,6 +47,20 @@ HANDOFF_TICK = 0.25
 HANDOFF_LIST_MIN = 16  # owed this many keys of one mesh: LIST first, send only what it lacks
 HANDOFF_PASS_SLICE = 2000  # held keys looked at per step of a pass (~20-50 ms)
 HANDOFF_PASS_PAUSE = 0.001  # between steps: the node answers what arrived meanwhile
+
+
+def cell_bits(ids: Iterable[int]) -> int:
+    """How many leading bits of a 256-bit key fix its XOR order to every id in `ids`.
+
+    The XOR distances from a key to ids a and b compare by the key's bit where a
+    and b first differ. So keys alike in their first (longest common prefix of any
+    two ids, + 1) bits see all the ids in one order, and a hand-off pass works out
+    one answer for all of them: ten nodes holding 100,000 keys need ~2^8 answers,
+    not 100,000. In a large table the cells shrink towards single keys.
+    """
+    s = sorted(ids)  # the longest common prefix of a set is that of two neighbours
+    common = max((256 - (a ^ b).bit_length() for a, b in pairwise(s)), default=0)
+    return min(common + 1, 256)
 
 
 class Handoff:
@@ -70,18 +93,16 @@ class Handoff:
         core = self.core
         p = self.passing
         assert p is not None
-        k = core.config.k
         end = min(p.next + HANDOFF_PASS_SLICE, len(p.keys))
+        shift = 256 - self._cell_bits(p)
+        owed_in: dict[int, list[Contact]] = {}  # cell -> newcomers owed its keys
         for key in p.keys[p.next : end]:
             t = id_to_int(key)
-            near = core.table.closest(key, k + len(p.new))
-            others = [c for c in near if c.node_id not in p.fresh]
-            if others and (core.node_id_int ^ t) > (others[0].int_id ^ t):
-                continue  # another known node is closer: let it hand off
-            bound = others[k - 1].int_id ^ t if len(others) >= k else 1 << 256
-            for c in p.new:
-                if (c.int_id ^ t) < bound:
-                    p.owed[c.node_id].append(key)
+            to = owed_in.get(t >> shift)
+            if to is None:
+                to = owed_in[t >> shift] = self._owed_to(key, t, p)
+            for c in to:
+                p.owed[c.node_id].append(key)
         p.next = end
         if end < len(p.keys):
             core.schedule(now + HANDOFF_PASS_PAUSE, self._step)
@@ -96,6 +117,24 @@ class Handoff:
             self._send(now)
         if self.newcomers:  # met while this pass ran
             core.schedule(now + HANDOFF_PASS_PAUSE, self._start_pass)
+
+    def _cell_bits(self, p: _Pass) -> int:
+        core = self.core
+        ids = {c.int_id for c in core.table} | {c.int_id for c in p.new} | {core.node_id_int}
+        return cell_bits(ids)
+
+    def _owed_to(self, key: bytes, t: int, p: _Pass) -> list[Contact]:
+        """The newcomers among `key`'s k closest, if no node we know is closer than us."""
+        core = self.core
+        k = core.config.k
+        # First the closest other node alone, which costs a bucket or two: for most
+        # keys (a replica holds ~k) some other node is closer, and that ends it.
+        for n in (1 + len(p.new), k + len(p.new)):
+            others = [c for c in core.table.closest(key, n) if c.node_id not in p.fresh]
+            if others and (core.node_id_int ^ t) > (others[0].int_id ^ t):
+                return []  # another known node is closer: let it hand off
+        bound = others[k - 1].int_id ^ t if len(others) >= k else 1 << 256
+        return [c for c in p.new if (c.int_id ^ t) < bound]
 
     def _meshes_of(self, keys: set[bytes]) -> dict[bytes, bytes]:
         """The mesh each of `keys` is listed under, read once per pass."""

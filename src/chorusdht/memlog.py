@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import ErrorCode, LocalError, ValidationError
 from .identity import ED25519, Crypto, Signer
@@ -58,6 +59,8 @@ from .records import MAX_PARENTS, Chunk, MembershipCheck, make_chunk, validate
 __all__ = ["MeshLog", "NextAppend"]
 
 _Prio = tuple[int, bytes, bytes]  # (lamport, author id, chunk hash): the timeline tie-break
+_Keys = bytes | list[bytes]  # one key, or several (an index value: see `_push`)
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,26 @@ def _deps(c: Chunk) -> tuple[bytes, ...]:
     return (c.prev, *c.parents)
 
 
+def _push(index: dict[_K, _Keys], at: _K, key: bytes) -> int:
+    """Add `key` under `at`: a bare key first, a list from the second on. Returns the count."""
+    have = index.get(at)
+    if have is None:
+        index[at] = key
+        return 1
+    if isinstance(have, bytes):
+        index[at] = [have, key]
+        return 2
+    have.append(key)
+    return len(have)
+
+
+def _keys(have: _Keys | None) -> Sequence[bytes]:
+    """The keys of an index value (never iterate a bare key: that gives its bytes)."""
+    if have is None:
+        return ()
+    return (have,) if isinstance(have, bytes) else have
+
+
 class MeshLog:
     """One mesh's chunks (a grow-only set) and the views DESIGN §5 derives from them.
 
@@ -92,9 +115,12 @@ class MeshLog:
         self._invalid: set[bytes] = set()
         self._unmet: dict[bytes, int] = {}  # dangling chunk -> deps not yet closed
         self._waiters: dict[bytes, list[bytes]] = {}  # unclosed dep -> chunks waiting on it
-        self._children: dict[bytes, list[bytes]] = {}  # closed chunk -> closed chunks naming it
+        # The two indexes below hold one key, or a list once a second arrives (see `_push`):
+        # most chunks have one child and most seqs one chunk, and a list per entry cost
+        # ~270 B each in a 100,000-entry recovery.
+        self._children: dict[bytes, _Keys] = {}  # closed chunk -> closed chunks naming it
         self._aid: dict[bytes, bytes] = {}  # author public key -> author id
-        self._by_seq: dict[bytes, dict[int, list[bytes]]] = {}  # closed, per author, per seq
+        self._by_seq: dict[bytes, dict[int, _Keys]] = {}  # closed, per author, per seq
         self._top: dict[bytes, int] = {}  # highest closed seq per author
         self._fork: dict[bytes, int] = {}  # lowest seq with two closed chunks, per author
         self._last_held: dict[bytes, Chunk] = {}  # highest (seq, hash) held per author
@@ -166,7 +192,7 @@ class MeshLog:
                 continue
             self._closed.add(h)
             for d in _deps(c):
-                self._children.setdefault(d, []).append(h)
+                _push(self._children, d, h)
             self._count(c)
             self._place(c)
             for w in self._waiters.pop(h, ()):
@@ -182,9 +208,8 @@ class MeshLog:
         return p.author == c.author and p.seq == c.seq - 1
 
     def _count(self, c: Chunk) -> None:
-        at = self._by_seq.setdefault(c.author, {}).setdefault(c.seq, [])
-        at.append(c.key)
-        if len(at) == 2 and c.seq < self._fork.get(c.author, c.seq + 1):
+        at = _push(self._by_seq.setdefault(c.author, {}), c.seq, c.key)
+        if at == 2 and c.seq < self._fork.get(c.author, c.seq + 1):
             self._fork[c.author] = c.seq
         self._top[c.author] = max(self._top.get(c.author, 0), c.seq)
 
@@ -250,7 +275,7 @@ class MeshLog:
         while ready:
             h = heapq.heappop(ready)[2]
             out.append(h)
-            for child in self._children.get(h, ()):
+            for child in _keys(self._children.get(h)):
                 if child in indeg:
                     indeg[child] -= 1
                     if not indeg[child]:
@@ -273,7 +298,7 @@ class MeshLog:
 
     def tips(self) -> dict[bytes, bytes]:
         """Author -> hash of its chunk at its phase seq (authors with phase 0 are left out)."""
-        return {a: self._by_seq[a][s][0] for a, s in self.phase().items() if s}
+        return {a: _keys(self._by_seq[a][s])[0] for a, s in self.phase().items() if s}
 
     def forks(self) -> dict[bytes, int]:
         """Author -> the lowest seq at which it signed two closed chunks."""
@@ -281,7 +306,9 @@ class MeshLog:
 
     def heads(self) -> dict[bytes, Chunk]:
         """Author -> its closed chunk with the highest (seq, hash)."""
-        return {a: self._chunks[max(self._by_seq[a][top])] for a, top in self._top.items()}
+        return {
+            a: self._chunks[max(_keys(self._by_seq[a][top]))] for a, top in self._top.items()
+        }
 
     def dangling(self) -> dict[bytes, frozenset[bytes]]:
         """Each held chunk outside the timeline (not invalid) -> the hashes blocking it.
@@ -337,10 +364,11 @@ class MeshLog:
         for a, top in self._top.items():
             have = min(phase.get(a, 0), self._fork.get(a, top + 1) - 1)
             theirs = None if tips is None else tips.get(a)
-            if theirs is not None and 0 < have <= top and theirs not in self._by_seq[a][have]:
+            forked = theirs is not None and theirs not in _keys(self._by_seq[a].get(have))
+            if forked and 0 < have <= top:
                 have = 0  # the asker holds a branch we do not: a fork it has not seen
             for s in range(have + 1, top + 1):
-                picked.update(self._by_seq[a][s])
+                picked.update(_keys(self._by_seq[a][s]))
         return [self._chunks[h] for h in self._walk(picked)]
 
     def next_append(self, author: bytes) -> NextAppend:

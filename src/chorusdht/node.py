@@ -187,12 +187,17 @@ class Node:
         cursor: bytes | None = None,
         limit: int = 256,
         since: tuple[SinceEntry, ...] | None = None,
+        node_id: bytes | None = None,
     ) -> ListResult:
-        op = self.core.list_keys(addr, mesh, cursor, trio.current_time(), limit, since)
+        now = trio.current_time()
+        op = self.core.list_keys(addr, mesh, cursor, now, limit, since, node_id)
         return await self._wait(op, ListResult)
 
-    async def get_many(self, addr: Address, keys: list[bytes]) -> RecordsResult:
-        return await self._wait(self.core.get_many(addr, keys, trio.current_time()), RecordsResult)
+    async def get_many(
+        self, addr: Address, keys: list[bytes], node_id: bytes | None = None
+    ) -> RecordsResult:
+        op = self.core.get_many(addr, keys, trio.current_time(), node_id)
+        return await self._wait(op, RecordsResult)
 
     async def ask_nodes(self, addr: Address, node_id: bytes | None, target: bytes) -> NodesResult:
         """One FIND_NODE to one peer (a crawler's table dump), not an iterative lookup."""

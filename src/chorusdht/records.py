@@ -40,9 +40,12 @@ callback, so the overlay can run without meshes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import cbor2
 
 from .codec import decode, encode
 from .errors import DecodeError, ErrorCode, LocalError, ValidationError
@@ -360,12 +363,43 @@ _ENVELOPE_HEAD = b"\xa2\x63sig"
 _BODY_KEY = b"\x64body"
 
 
+# The exact byte layout of a canonical chunk record, item heads and all: its map keys
+# in canonical order, unsigned ints, 32-byte hashes, a short array of them, and the
+# payload's head (its length and the parents' count are checked in `_chunk_shaped`).
+_UINT = rb"(?:[\x00-\x17]|\x18.|\x19..|\x1a.{4}|\x1b.{8})"
+_H32 = rb"\x58\x20.{32}"
+_CHUNK_SHAPE = re.compile(
+    rb"\xa2\x63sig\x58\x40.{64}\x64body\xa8\x63seq" + _UINT + rb"\x64mesh" + _H32
+    + rb"\x64prev(?:\xf6|" + _H32 + rb")\x64time" + _UINT + rb"\x66author" + _H32
+    + rb"\x67lamport" + _UINT + rb"\x67parents(\x98[\x18-\x40]|[\x80-\x97])((?:" + _H32
+    + rb")*)\x67payload([\x40-\x57]|\x58.|\x59..|\x5a.{4})",
+    re.DOTALL,
+)  # fmt: skip
+
+
+def _chunk_shaped(raw: bytes) -> bool:
+    """Whether `raw` has exactly a chunk's layout, which lies inside the codec's data model.
+
+    Such bytes can go to cbor2 without `codec.decode`'s item-by-item scan: no tags,
+    floats, indefinite lengths or deep nesting can hide in them. That scan cost
+    ~30 µs of a chunk's ~190 µs in recovery. Anything else takes the scan.
+    """
+    m = _CHUNK_SHAPE.match(raw)
+    if m is None:
+        return False
+    head, hashes, size = m.group(1, 2, 3)
+    if len(hashes) != 34 * (head[-1] if len(head) == 2 else head[0] & 0x1F):
+        return False
+    n = size[0] & 0x1F if len(size) == 1 else int.from_bytes(size[1:], "big")
+    return m.end() + n == len(raw)
+
+
 def _open(raw: bytes, max_size: int) -> tuple[dict[str, Any], bytes, bytes]:
     """Decode a record envelope: (body, sig, canonical body bytes)."""
     if len(raw) > max_size:
         raise ValidationError(ErrorCode.TOO_LARGE, f"{len(raw)} bytes > {max_size}")
     try:
-        obj = decode(raw, max_size=max_size)
+        obj = cbor2.loads(raw) if _chunk_shaped(raw) else decode(raw, max_size=max_size)
     except DecodeError as e:
         raise _malformed(str(e)) from None
     if not isinstance(obj, dict) or set(obj) != {"body", "sig"}:

@@ -31,10 +31,12 @@ Stages, and the decisions behind them:
    every valid certificate found (rosters and loose certs), chained to the founder
    by `MembershipView`. Nothing counts because a peer sent it; a record that fails
    is dropped and counted under its reason. A checked batch leaves one copy of each
-   valid chunk (its raw bytes inside a `Chunk`, hashes interned) and nothing else,
-   which keeps memory near the records' own size. Ed25519 verification is the
-   floor of the whole recovery (~150-280 µs a record on a small core); whether it
-   runs in a process pool or here is `recovery_verify.default_workers`'s call.
+   valid chunk and nothing else: its fields in a `Chunk` (hashes interned), its raw
+   bytes in a temporary file (`RawSpill`; `raw` reads them back), so memory holds
+   the log's structure, not the data.
+   Ed25519 verification is the floor of the whole recovery (~150-280 µs a record
+   on a small core): worker processes (`verify_worker`, one per spare CPU, see
+   `recovery_verify.default_workers`) verify beside this one.
 5. **Merge** into a `MeshLog`: timeline, phase vector, root, dangling, missing.
    Chunks are added in (lamport, author id, hash) order, which is causal (a
    chunk's lamport exceeds everything it names), so every add takes the log's
@@ -95,7 +97,7 @@ from .recovery_report import (
     exit_code,
     write_outputs,
 )
-from .recovery_verify import VERIFY_BATCH, Checker, Verdict, Verifier, check_batch
+from .recovery_verify import VERIFY_BATCH, Checker, RawSpill, Verdict, Verifier, check_batch
 from .seal import MESH_KEY_BYTES, open_entry
 from .transport import Address
 
@@ -270,7 +272,7 @@ async def recover(
 
     # -- fetch: roots by the DHT, then the sweep; every batch is verified as it arrives
     col = Collector(mesh, max_size, progress)
-    ver = Verifier(mesh, max_size)
+    ver = Verifier(mesh, max_size, RawSpill())
     with Checker(ver, workers, progress) as checker:
         col.sink, col.batch = checker.put, VERIFY_BATCH
         progress.start(Stage.FETCH, None)

@@ -214,7 +214,7 @@ class Sweep:
         batch = keys
         while batch:
             try:
-                res = await self.node.get_many(peer.addr, batch)
+                res = await self.node.get_many(peer.addr, batch, peer.node_id)
             except NetworkError:
                 return [k for k in batch if not col.have(k)]
             m = match_reply(batch, res.records, max_size=col.max_size)
@@ -242,7 +242,7 @@ class Sweep:
                 while True:
                     try:
                         page = await self.node.list_keys(
-                            peer.addr, col.mesh, cursor, MAX_KEYS_PER_REQUEST
+                            peer.addr, col.mesh, cursor, MAX_KEYS_PER_REQUEST, node_id=peer.node_id
                         )
                     except NetworkError:
                         break

@@ -8,82 +8,145 @@ chunks and heads out.
   `MembershipView`), and the chunks and heads of admitted authors. Nothing counts
   because a peer sent it; a record that fails is dropped and counted by reason.
 - `Checker` verifies batches *while* the sweep fetches: each batch the collector
-  fills is checked at once, in a process pool or here between network events, and
-  its verdicts are applied in arrival order. A checked batch's raw records then
-  live on only inside the `Chunk`s that keep them, and its verdicts are dropped,
-  so memory holds the records about once, never raw bytes plus decoded copies of
-  all of them.
+  fills is checked by the first free verifier, a pool worker or this process
+  between network events, and its verdicts are applied in arrival order. A
+  checked batch's raw records then live on only inside the `Chunk`s that keep
+  them, and its verdicts are dropped, so memory holds the records about once,
+  never raw bytes plus decoded copies of all of them.
 
-Pool or not: Ed25519 in `cryptography` holds the GIL and a verify costs ~150-280 µs
-on a small core, so it is the floor of the whole recovery. A pool adds a core's
-worth of verifying, but costs ~1 s of CPU per worker to start (spawn, imports),
-~40 MiB per worker, and pickling both ways; on a 2-core machine that also serves
-the survivors, verifying here, interleaved with fetching, was faster (see
-`default_workers`).
+Pool and here: Ed25519 in `cryptography` holds the GIL and a verify costs ~150-280
+µs on a small core, so it is the floor of the whole recovery. A pool adds a core's
+worth of verifying, for ~1 s of CPU per worker to start (spawn, imports), ~40 MiB
+per worker, and pickling both ways. It once lost on 2 cores, when this process
+waited on it and the survivors' hand-off passes took the CPU; with both sides
+verifying it nearly doubles the rate (see `default_workers`).
 """
 
 from __future__ import annotations
 
-import math
-import multiprocessing
+import contextlib
+import fcntl
 import os
-from collections import Counter
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections import Counter, deque
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import fields
+from typing import IO
 
 import trio
 
-from .errors import ErrorCode, ValidationError
-from .identity import ED25519
+from .errors import ErrorCode, LocalError
 from .ids import sha256
 from .membership import MembershipView
-from .records import Cert, Chunk, Genesis, Head, Record, Roster, load_trusted, validate
+from .records import Cert, Chunk, Genesis, Head, Record, Roster, load_trusted
 from .recovery_fetch import Batch
 from .recovery_report import RecoveryProgress, Stage
+from .verify_worker import FRAME, ChunkFields, Verdict, check_batch
 
-__all__ = ["VERIFY_BATCH", "Checker", "ChunkFields", "Verdict", "Verifier", "check_batch"]
+__all__ = [
+    "VERIFY_BATCH",
+    "Checker",
+    "ChunkFields",
+    "RawSpill",
+    "SpilledChunk",
+    "Verdict",
+    "Verifier",
+    "check_batch",
+]
 
 VERIFY_BATCH = 512  # records per pool task: amortises pickling, keeps progress ticking
 # Records verified here between two yields to trio: ~15 ms at 250 µs each, far below
 # any RPC timeout, so the node keeps answering and fetching while this process verifies.
 LOCAL_SLICE = 64
-# Pool workers at most: each is a whole interpreter (~40 MiB) that the recovery's own
-# verifying competes with; more than the cores only adds memory.
+# Workers at most: each is an interpreter (~20 MiB) that the recovery's own verifying
+# competes with; more than the cores only adds memory.
 MAX_WORKERS = 8
+WORKERS_START_BACKLOG = 2  # batches waiting for a verifier before the workers start
+HELP_BACKLOG = 2  # batches waiting per worker before this process checks some too
+# Batches a worker holds at once: it starts the next as soon as it answers one,
+# without waiting for this process to be scheduled; more only delays this one's help.
+WORKER_DEPTH = 2
+PIPE_BYTES = 1 << 20  # the workers' pipes (Linux default 64 KiB; 1 MiB is the usual cap)
 
-ChunkFields = tuple[bytes, bytes, int, bytes | None, tuple[bytes, ...], int, int, int]
-Verdict = str | ChunkFields | None
-"""Per record: a drop reason, a chunk's fields (mesh, author, seq, prev, parents,
-lamport, time, payload size), or None for a valid record of another kind."""
+class RawSpill:
+    """Verified chunks' raw bytes, in an unlinked temporary file instead of memory.
 
-
-def check_batch(items: Sequence[tuple[bytes, bytes]], max_size: int) -> list[Verdict]:
-    """`validate` each (key, raw) without membership; runs in a worker process or here.
-
-    Chunks come back as plain tuples, which pickle several times faster than
-    dataclasses; the parent rebuilds `Chunk`s around the raw bytes it already holds.
+    A recovery holds every chunk it found until it writes them out. Their bytes
+    were most of its memory (100,000 chunks of ~300 B: 65 MiB of records next to
+    ~100 MiB of the log's own structures); on disk they cost the page cache, which
+    the kernel can take back, not this process's memory. Reading a payload back
+    is one `pread`. The file goes when the last chunk that names it does.
     """
-    out: list[Verdict] = []
-    for key, raw in items:
-        try:
-            rec = validate(key, raw, crypto=ED25519, max_size=max_size)
-        except ValidationError as e:
-            out.append(e.code.value)
-            continue
-        if isinstance(rec, Chunk):
-            f = (rec.mesh, rec.author, rec.seq, rec.prev, rec.parents, rec.lamport, rec.time)
-            out.append((*f, rec.payload_size))
-        else:
-            out.append(None)
-    return out
+
+    def __init__(self) -> None:
+        # no `with`: the file lives as long as the chunks that read from it
+        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="chorusdht-recover-")  # noqa: SIM115
+        self._fd = self._file.fileno()
+        self.size = 0
+
+    def put(self, raw: bytes) -> int:
+        """Append `raw`; returns where it starts."""
+        at = self.size
+        os.pwrite(self._fd, raw, at)
+        self.size += len(raw)
+        return at
+
+    def read(self, at: int, n: int) -> bytes:
+        raw = os.pread(self._fd, n, at)
+        if len(raw) != n:  # our own file, written by us: anything else is a local fault
+            raise OSError(f"recovery spill file is short at {at}")
+        return raw
+
+    def chunk(
+        self, key: bytes, raw: bytes, mesh: bytes, author: bytes, seq: int,
+        prev: bytes | None, parents: tuple[bytes, ...], lamport: int, time: int, size: int,
+    ) -> SpilledChunk:  # fmt: skip
+        """A `Chunk` whose raw bytes live here; equal to the `Chunk` it stands for."""
+        c = object.__new__(SpilledChunk)
+        values = (key, b"", mesh, author, seq, prev, parents, lamport, time, size)
+        for slot, value in zip(_CHUNK_SLOTS, values, strict=True):
+            slot.__set__(c, value)
+        object.__setattr__(c, "_spill", self)  # frozen: no plain assignment
+        object.__setattr__(c, "_at", self.put(raw))
+        object.__setattr__(c, "_n", len(raw))
+        return c
+
+
+class SpilledChunk(Chunk):
+    """A `Chunk` whose `raw` is read back from a `RawSpill` (made by `RawSpill.chunk`)."""
+
+    __slots__ = ("_at", "_n", "_spill")
+    _spill: RawSpill
+    _at: int
+    _n: int
+
+    @property
+    def raw(self) -> bytes:
+        return self._spill.read(self._at, self._n)
+
+    def __eq__(self, other: object) -> bool:  # equal to the plain Chunk it stands for
+        if not isinstance(other, Chunk):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Chunk))
+
+    __hash__ = Chunk.__hash__
+
+
+# Chunk's own slot descriptors: SpilledChunk's `raw` property hides the parent's slot,
+# so the frozen dataclass's __init__ cannot run; `RawSpill.chunk` fills the slots.
+_CHUNK_SLOTS = [Chunk.__dict__[f.name] for f in fields(Chunk)]
 
 
 class Verifier:
     """Turns checked records into the mesh's genesis, membership, chunks and heads (pure)."""
 
-    def __init__(self, mesh: bytes, max_size: int) -> None:
+    def __init__(self, mesh: bytes, max_size: int, spill: RawSpill | None = None) -> None:
         self.mesh = mesh
         self.max_size = max_size
+        self.spill = spill  # where held chunks keep their raw bytes; None: in memory
         self.dropped: Counter[str] = Counter()
         self.genesis: Genesis | None = None
         self.certs: dict[bytes, Cert] = {}
@@ -97,24 +160,23 @@ class Verifier:
         # objects. Emptied by `settle`; interning is only about memory.
         self._names: dict[bytes, bytes] = {}
 
-    def _intern(self, b: bytes) -> bytes:
-        return self._names.setdefault(b, b)
-
     def take(self, items: Sequence[tuple[bytes, bytes]], verdicts: Sequence[Verdict]) -> None:
-        intern = self._intern
+        intern = self._names.setdefault  # intern(b, b): one call, no Python frame
+        held, mesh_ = self.held, self.mesh
+        make = Chunk if self.spill is None else self.spill.chunk
         for (key, raw), v in zip(items, verdicts, strict=True):
             if isinstance(v, str):
                 self.dropped[v] += 1
             elif isinstance(v, tuple):
                 mesh, author, seq, prev, parents, lamport, t, size = v
-                if mesh != self.mesh:
+                if mesh != mesh_:
                     self.dropped["WRONG_MESH"] += 1
                     continue
-                key = intern(key)
-                self.held[key] = Chunk(
-                    key, raw, self.mesh, intern(author), seq,
-                    None if prev is None else intern(prev),
-                    tuple(map(intern, parents)), lamport, t, size,
+                key = intern(key, key)
+                held[key] = make(
+                    key, raw, mesh_, intern(author, author), seq,
+                    None if prev is None else intern(prev, prev),
+                    tuple(map(intern, parents, parents)), lamport, t, size,
                 )  # fmt: skip
             else:
                 self._take_other(load_trusted(key, raw, max_size=self.max_size))
@@ -174,75 +236,244 @@ class Verifier:
 
 
 def default_workers() -> int:
-    """Verifying processes when the caller does not say: none below 4 CPUs.
+    """Verifying processes when the caller does not say: one per CPU but this one's.
 
     Measured on 2 cores (scripts/bench_recover.py, 100k entries, 10 survivors on
-    the same machine): the pool's start-up and pickling, and its workers taking the
-    CPU the survivors need to serve, cost more than its second core gives back.
+    the same machine): one worker took recovery from ~3,200 to ~5,900 entries/s, for
+    ~42 MiB more. The pool starts only once batches queue up (see `Checker`), so a
+    small recovery never pays its ~1 s of start-up.
     """
     cpus = os.cpu_count() or 1
-    return 0 if cpus < 4 else min(cpus - 1, MAX_WORKERS)
+    return min(cpus - 1, MAX_WORKERS)
 
 
-def _pool(workers: int | None) -> Executor | None:
-    """A verifying process pool, or None to verify in this process.
+class _Signal:
+    """Wakes every task waiting on it; a task that waits after `fire` waits for the next."""
 
-    Workers start lazily, on the first batch, so a small recovery never pays for
-    them. spawn, not fork: forking a process that runs trio (and maybe its worker
-    threads) can copy held locks into the child.
-    """
-    n = default_workers() if workers is None else workers
-    if n < 1:
-        return None
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class _Slot:
+    """One batch on its way through the checker: its verdicts once known."""
+
+    __slots__ = ("items", "taken", "verdicts")
+
+    def __init__(self, items: Batch) -> None:
+        self.items = items
+        self.taken = False  # a worker has it
+        self.verdicts: list[Verdict] | None = None
+
+
+class WorkerFailed(LocalError):
+    """A verifying worker process died or answered out of turn."""
+
+
+class _Worker:
+    """One `chorusdht.verify_worker` process, one batch at a time over its pipes."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc = proc
+        self._buf = bytearray()
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "chorusdht.verify_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for stream in (proc.stdin, proc.stdout):
+            # A batch (~330 KB) and its verdicts (~100 KB) each pass in one write, so
+            # neither side waits for the other to be scheduled several times a batch.
+            with contextlib.suppress(OSError, AttributeError):  # not Linux, or capped
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[union-attr]
+        return cls(proc)
+
+    async def send(self, items: Batch, max_size: int) -> None:
+        assert self.proc.stdin is not None
+        body = pickle.dumps((items, max_size), protocol=pickle.HIGHEST_PROTOCOL)
+        await self.proc.stdin.send_all(FRAME.pack(len(body)) + body)
+
+    async def receive(self, n_items: int) -> list[Verdict]:
+        """The verdicts of the oldest batch sent and not yet answered."""
+        (n,) = FRAME.unpack(await self._read(FRAME.size))
+        verdicts: list[Verdict] = pickle.loads(await self._read(n))
+        if len(verdicts) != n_items:
+            raise WorkerFailed(f"a verifying worker gave {len(verdicts)} verdicts for {n_items}")
+        return verdicts
+
+    async def _read(self, n: int) -> bytes:
+        assert self.proc.stdout is not None
+        while len(self._buf) < n:
+            data = await self.proc.stdout.receive_some(1 << 20)
+            if not data:
+                raise WorkerFailed(f"a verifying worker exited ({self.proc.returncode})")
+            self._buf += data
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    async def stop(self) -> None:
+        """Kill the process and reap it, even when cancelled."""
+        with trio.CancelScope(shield=True):
+            self.proc.kill()
+            await self.proc.wait()
 
 
 class Checker:
-    """Verifies batches as they are `put`, in order, feeding a `Verifier` (see the docstring).
+    """Verifies batches as they are `put`, feeding a `Verifier` in order (see the docstring).
+
+    Both sides verify: worker processes take batches from the front of the queue
+    and this process, between network events, from the back, so neither waits
+    while work is queued, and who checks a batch is settled when a verifier is
+    free, not when the batch arrives. Verdicts are still applied in the order the
+    batches were put. The workers start once batches queue up (a small recovery
+    never pays for them); if one dies, its batch goes back to the queue.
+    `check_here=False` leaves every batch to the workers (tests).
 
     Run `run` in a nursery, `put` batches (from the collector), then `close`; `run`
-    returns once every batch put has been applied. Use as a context manager: leaving
-    it shuts the pool down.
+    returns once every batch put has been applied.
     """
 
-    def __init__(self, ver: Verifier, workers: int | None, progress: RecoveryProgress) -> None:
+    def __init__(
+        self,
+        ver: Verifier,
+        workers: int | None,
+        progress: RecoveryProgress,
+        *,
+        check_here: bool = True,
+    ) -> None:
         self.ver = ver
         self.progress = progress
-        self.pool = _pool(workers)
+        self.workers = default_workers() if workers is None else max(0, workers)
+        self.check_here = check_here or not self.workers
         self.queued = 0  # records put so far
-        pending = trio.open_memory_channel[tuple[Batch, Future[list[Verdict]] | None]](math.inf)
-        self._send, self._recv = pending
+        self.by_workers = 0  # records the workers checked
+        self._queue: deque[_Slot] = deque()
+        self._waiting: deque[_Slot] = deque()  # in the queue, not yet taken by a verifier
+        self._closed = False
+        self._started = False
+        self._changed = _Signal()  # a batch was put or checked, or the checker closed
+        self._nursery: trio.Nursery | None = None
 
     def __enter__(self) -> Checker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        return None  # the workers end with `run`
 
     def put(self, items: Batch) -> None:
-        """Queue a batch: a pool starts on it at once; here, `run` gets to it between events."""
-        fut = None
-        if self.pool is not None:
-            fut = self.pool.submit(check_batch, items, self.ver.max_size)
+        """Queue a batch; a free verifier takes it."""
+        slot = _Slot(items)
+        self._queue.append(slot)
+        self._waiting.append(slot)
         self.queued += len(items)
         self.progress.advance(Stage.VERIFY, 0, total=self.queued)
-        self._send.send_nowait((items, fut))
+        self._maybe_start()
+        self._changed.fire()
+
+    def _maybe_start(self) -> None:
+        """Start the workers once this process alone is behind (or may not check)."""
+        if self._started or not self.workers or self._nursery is None:
+            return
+        if len(self._waiting) >= WORKERS_START_BACKLOG or not self.check_here:
+            self._started = True
+            for _ in range(self.workers):
+                self._nursery.start_soon(self._work)
 
     def close(self) -> None:
         """No more batches: `run` ends after applying those queued."""
-        self._send.close()
+        self._closed = True
+        self._changed.fire()
+
+    def _lost_worker(self) -> None:
+        self.workers -= 1
+        if not self.workers:
+            self.check_here = True  # the last one: this process checks the rest
+        self._changed.fire()
+
+    async def _work(self) -> None:
+        try:
+            worker = await _Worker.start()
+        except OSError:
+            self._lost_worker()
+            return
+        sent: deque[_Slot] = deque()  # batches the worker has, oldest first
+        try:
+            while True:
+                while len(sent) < WORKER_DEPTH and self._waiting:
+                    slot = self._waiting.popleft()
+                    slot.taken = True
+                    sent.append(slot)
+                    await worker.send(slot.items, self.ver.max_size)
+                if not sent:
+                    if self._closed:
+                        return
+                    await self._changed.wait()
+                    continue
+                verdicts = await worker.receive(len(sent[0].items))
+                slot = sent.popleft()
+                slot.verdicts = verdicts
+                self.by_workers += len(slot.items)
+                self._changed.fire()
+        except (WorkerFailed, trio.BrokenResourceError, trio.ClosedResourceError):
+            for slot in reversed(sent):  # not lost: other verifiers take them, in order
+                slot.taken = False
+                self._waiting.appendleft(slot)
+            self._lost_worker()
+        finally:
+            await worker.stop()
+
+    def _help(self) -> bool:
+        """Whether this process should check a waiting batch now.
+
+        Alone, always. With workers running, only once they fall behind by more
+        than HELP_BACKLOG batches, or once the fetch is over: until then this
+        process's time is better spent fetching (measured: helping at every
+        chance left the worker idle a third of the time).
+        """
+        if not self.check_here or not self._waiting:
+            return False
+        if not self._started or not self.workers:
+            return True
+        return self._closed or len(self._waiting) > HELP_BACKLOG * self.workers
+
+    async def _check_here(self, slot: _Slot) -> None:
+        verdicts: list[Verdict] = []
+        items = slot.items
+        for i in range(0, len(items), LOCAL_SLICE):
+            verdicts += check_batch(items[i : i + LOCAL_SLICE], self.ver.max_size)
+            await trio.sleep(0)  # let the node answer and fetch between slices
+        slot.verdicts = verdicts
 
     async def run(self) -> None:
-        async with self._recv:
-            async for items, fut in self._recv:
-                if fut is not None:
-                    verdicts = await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True)
-                else:
-                    verdicts = []
-                    for i in range(0, len(items), LOCAL_SLICE):
-                        verdicts += check_batch(items[i : i + LOCAL_SLICE], self.ver.max_size)
-                        await trio.sleep(0)  # let the node answer and fetch between slices
-                self.ver.take(items, verdicts)
-                self.progress.advance(Stage.VERIFY, len(items))
-                del items, verdicts, fut  # the raws live on only in held chunks
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._maybe_start()  # batches may have been put before `run`
+            await self._apply()
+            nursery.cancel_scope.cancel()  # the workers: nothing is left for them
+
+    async def _apply(self) -> None:
+        queue = self._queue
+        while queue or not self._closed:
+            head = queue[0] if queue else None
+            if head is not None and head.verdicts is not None:
+                queue.popleft()
+                self.ver.take(head.items, head.verdicts)
+                self.progress.advance(Stage.VERIFY, len(head.items))
+                head.items = head.verdicts = None  # type: ignore[assignment]
+            elif head is not None and self._help():
+                # the head, if no worker has it; else the newest batch, leaving the
+                # front to the workers
+                slot = self._waiting.popleft() if not head.taken else self._waiting.pop()
+                await self._check_here(slot)
+            else:
+                await self._changed.wait()
