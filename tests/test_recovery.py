@@ -347,3 +347,19 @@ async def test_missing_chunk_makes_a_partial_report() -> None:
     author = {a.author: a for a in report.authors}[victim.author]
     assert author.gaps == ((4, 4),) and author.phase == 3
     assert report.dangling > 0 and report.entries < 30
+
+
+def test_a_spilled_chunk_reads_back_its_record_and_a_full_disk_keeps_it_in_memory() -> None:
+    mesh = build_mesh(n_authors=1, entries=3, seed=6)
+    c = next(r for r in mesh.records if isinstance(r, Chunk))
+    fields = (c.key, c.raw, c.mesh, c.author, c.seq, c.prev, c.parents, c.lamport, c.time)
+    spill = recovery_verify.RawSpill()
+    spilled = spill.chunk(*fields, c.payload_size)
+    assert isinstance(spilled, recovery_verify.SpilledChunk)
+    assert spilled == c and c == spilled and hash(spilled) == hash(c)
+    assert spilled.raw == c.raw and spilled.payload == c.payload
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(recovery_verify.os, "pwrite", lambda fd, data, at: len(data) // 2)
+        kept = spill.chunk(*fields, c.payload_size)
+    assert type(kept) is Chunk and kept == c
+    assert spilled.raw == c.raw  # the short write did not clobber what was there

@@ -57,7 +57,7 @@ __all__ = [
     "check_batch",
 ]
 
-VERIFY_BATCH = 512  # records per pool task: amortises pickling, keeps progress ticking
+VERIFY_BATCH = 512  # records per batch: amortises pickling, keeps progress ticking
 # Records verified here between two yields to trio: ~15 ms at 250 µs each, far below
 # any RPC timeout, so the node keeps answering and fetching while this process verifies.
 LOCAL_SLICE = 64
@@ -70,6 +70,7 @@ HELP_BACKLOG = 2  # batches waiting per worker before this process checks some t
 # without waiting for this process to be scheduled; more only delays this one's help.
 WORKER_DEPTH = 2
 PIPE_BYTES = 1 << 20  # the workers' pipes (Linux default 64 KiB; 1 MiB is the usual cap)
+
 
 class RawSpill:
     """Verified chunks' raw bytes, in an unlinked temporary file instead of memory.
@@ -90,7 +91,8 @@ class RawSpill:
     def put(self, raw: bytes) -> int:
         """Append `raw`; returns where it starts."""
         at = self.size
-        os.pwrite(self._fd, raw, at)
+        if os.pwrite(self._fd, raw, at) != len(raw):  # a short write: the disk is full
+            raise OSError(f"recovery spill file took part of {len(raw)} bytes")
         self.size += len(raw)
         return at
 
@@ -103,14 +105,21 @@ class RawSpill:
     def chunk(
         self, key: bytes, raw: bytes, mesh: bytes, author: bytes, seq: int,
         prev: bytes | None, parents: tuple[bytes, ...], lamport: int, time: int, size: int,
-    ) -> SpilledChunk:  # fmt: skip
-        """A `Chunk` whose raw bytes live here; equal to the `Chunk` it stands for."""
+    ) -> Chunk:  # fmt: skip
+        """A `Chunk` whose raw bytes live here; equal to the `Chunk` it stands for.
+
+        If the file cannot take them (disk full), the chunk keeps them in memory.
+        """
+        try:
+            at = self.put(raw)
+        except OSError:
+            return Chunk(key, raw, mesh, author, seq, prev, parents, lamport, time, size)
         c = object.__new__(SpilledChunk)
         values = (key, b"", mesh, author, seq, prev, parents, lamport, time, size)
         for slot, value in zip(_CHUNK_SLOTS, values, strict=True):
             slot.__set__(c, value)
         object.__setattr__(c, "_spill", self)  # frozen: no plain assignment
-        object.__setattr__(c, "_at", self.put(raw))
+        object.__setattr__(c, "_at", at)
         object.__setattr__(c, "_n", len(raw))
         return c
 
