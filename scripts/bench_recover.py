@@ -109,6 +109,25 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, *args])
 
 
+def _stat(pid: int | str) -> list[str]:
+    """/proc/PID/stat's fields after the command name: [0] is field 3 (state)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _stat_cpu(stat: list[str]) -> float:
+    """User + system CPU seconds from `_stat` (fields 14 and 15)."""
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes `pids` have used so far (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += _stat_cpu(_stat(pid))
+    return total
+
+
 class WorkerRss:
     """Samples the resident set and CPU of this process's verifying worker processes.
 
@@ -137,7 +156,7 @@ class WorkerRss:
                 if not pid.isdigit():
                     continue
                 try:
-                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    stat = _stat(pid)
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                     if stat[1] != me or b"chorusdht.verify_worker" not in cmdline:
                         continue
@@ -146,7 +165,7 @@ class WorkerRss:
                     continue
                 rss *= os.sysconf("SC_PAGE_SIZE")
                 self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), rss)
-                self.cpu[int(pid)] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                self.cpu[int(pid)] = _stat_cpu(stat)
 
     @property
     def total(self) -> int:
@@ -177,16 +196,6 @@ class RssTrace:
 
     def finish(self, stage: Stage) -> None:
         self._say("finish", stage)
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU the processes `pids` have used so far (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _settle(pids: list[int], quiet: float = 0.2, limit: float = 180.0) -> float:
