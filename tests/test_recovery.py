@@ -175,10 +175,8 @@ def test_checker_verifies_as_batches_arrive_and_drops_forgeries(workers: int) ->
 
         async def main() -> None:
             # with workers, leave every batch to them: their pipes and frames are tested
-            with (
-                trio.fail_after(60),
-                Checker(ver, workers, NullProgress(), check_here=not workers) as checker,
-            ):
+            checker = Checker(ver, workers, NullProgress(), check_here=not workers)
+            with trio.fail_after(60):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(checker.run)
                     for i in range(0, len(items), 7):

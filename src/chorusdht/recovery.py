@@ -273,20 +273,20 @@ async def recover(
     # -- fetch: roots by the DHT, then the sweep; every batch is verified as it arrives
     col = Collector(mesh, max_size, progress)
     ver = Verifier(mesh, max_size, RawSpill())
-    with Checker(ver, workers, progress) as checker:
-        col.sink, col.batch = checker.put, VERIFY_BATCH
-        progress.start(Stage.FETCH, None)
-        progress.start(Stage.VERIFY, None)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(checker.run)
-            try:
-                own, peers = await _fetch(node, col, found)
-            finally:
-                col.flush()
-                checker.close()
-            progress.finish(Stage.FETCH)
-            t2 = time.perf_counter()
-        # -- verify: what the checker has not done by the end of the fetch
+    checker = Checker(ver, workers, progress)
+    col.sink, col.batch = checker.put, VERIFY_BATCH
+    progress.start(Stage.FETCH, None)
+    progress.start(Stage.VERIFY, None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(checker.run)
+        try:
+            own, peers = await _fetch(node, col, found)
+        finally:
+            col.flush()
+            checker.close()
+        progress.finish(Stage.FETCH)
+        t2 = time.perf_counter()
+    # -- verify: what the checker has not done by the end of the fetch
     col.sink = None
     col.content = set()  # the held chunks have the keys now; the walk asks only for others
     reached = [p for p in peers if p.reached]

@@ -373,12 +373,6 @@ class Checker:
         self._changed = _Signal()  # a batch was put or checked, or the checker closed
         self._nursery: trio.Nursery | None = None
 
-    def __enter__(self) -> Checker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None  # the workers end with `run`
-
     def put(self, items: Batch) -> None:
         """Queue a batch; a free verifier takes it."""
         slot = _Slot(items)
