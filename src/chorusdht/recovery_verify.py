@@ -61,7 +61,7 @@ VERIFY_BATCH = 512  # records per batch: amortises pickling, keeps progress tick
 # Records verified here between two yields to trio: ~15 ms at 250 µs each, far below
 # any RPC timeout, so the node keeps answering and fetching while this process verifies.
 LOCAL_SLICE = 64
-# Workers at most: each is an interpreter (~20 MiB) that the recovery's own verifying
+# Workers at most: each is an interpreter (~26-30 MiB) that the recovery's own verifying
 # competes with; more than the cores only adds memory.
 MAX_WORKERS = 8
 WORKERS_START_BACKLOG = 2  # batches waiting for a verifier before the workers start

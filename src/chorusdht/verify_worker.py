@@ -2,7 +2,7 @@
 
 `check_batch` is the pure part of recovery's verify stage, and this module imports
 only what it needs (records, codec, identity): no trio, sockets or SQLite, so a
-worker starts in ~0.3 s and ~20 MiB. A multiprocessing pool would re-import the
+worker starts in ~0.3 s and ~26-30 MiB. A multiprocessing pool would re-import the
 parent's main module in every worker (the CLI's: typer, rich, all of chorusdht),
 ~40-50 MiB each.
 
