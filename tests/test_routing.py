@@ -212,6 +212,19 @@ def resolve(spec: tuple[str, int], own: int, table: RoutingTable, offered: list[
     return offered[value % len(offered)] if offered else nid(own ^ 1)
 
 
+def test_admission_below_spares_far_buckets_but_never_the_neighbourhood() -> None:
+    table = RoutingTable(nid(0), 4)
+    for i in range(4):
+        assert isinstance(table.offer(nid(1 + i), public(i), 0.0), Added)  # the near end
+    for i in range(2):
+        assert isinstance(table.offer(nid((TOP >> 1) + i), public(10 + i), 0.0), Added)
+    far, near = nid((TOP >> 1) + 7), nid(9)
+    assert table.would_accept(far, public(20), room_only=True)  # the far bucket has room
+    assert not table.would_accept(far, public(20), room_only=True, below=2)  # but 2 is enough
+    assert table.would_accept(far, public(20), room_only=True, below=3)
+    assert table.would_accept(near, public(21), room_only=True, below=1)  # one of our k closest
+
+
 @settings(deadline=None, max_examples=300)
 @given(
     own=own_ids(),
@@ -246,6 +259,13 @@ def test_invariants_under_random_operations(
             was_in = node_id in table
             ranges = table.bucket_ranges()
             accepts = table.would_accept(node_id, (host, 4000 + extra))
+            roomy = table.would_accept(node_id, (host, 4000 + extra), room_only=True)
+            for below in (1, 2):
+                picky = table.would_accept(node_id, (host, 4000 + extra), room_only=True, below=below)
+                assert roomy or not picky
+                if roomy and not picky:  # refused only for a far bucket with enough in it
+                    mine = id_to_int(node_id) ^ own
+                    assert sum(1 for c in table if c.int_id ^ own < mine) >= k
             assert snapshot(table) == before and table.bucket_ranges() == ranges
             result = table.offer(node_id, (host, 4000 + extra), now)
             assert accepts is not isinstance(result, Rejected), result

@@ -970,7 +970,9 @@ class NodeCore:
             return
         if not puzzle_ok(node_id, self.config.id_puzzle_bits):
             return  # it could never be admitted: spare the challenge
-        if not self.table.would_accept(node_id, addr, room_only=True):
+        if not self.table.would_accept(
+            node_id, addr, room_only=True, below=self.config.admit_below
+        ):
             return  # a full bucket keeps its proven old contacts (Kademlia's LRS rule)
         self.verifying.add(node_id)
         self.request(addr, node_id, Ping(), _Admit(self, node_id), now)

@@ -275,7 +275,12 @@ class RoutingTable:
         return BucketFull(next(iter(bucket.contacts.values())))
 
     def would_accept(
-        self, node_id: bytes, addr: tuple[str, int], *, room_only: bool = False
+        self,
+        node_id: bytes,
+        addr: tuple[str, int],
+        *,
+        room_only: bool = False,
+        below: int | None = None,
     ) -> bool:
         """Whether `offer(node_id, addr, now)` would not be Rejected; changes nothing.
 
@@ -283,6 +288,8 @@ class RoutingTable:
         table would refuse anyway. A full bucket that cannot split still counts
         as accepting: the node would enter its replacement cache (BucketFull),
         unless `room_only` asks whether it would enter the bucket itself.
+        `below` asks more: the bucket must hold fewer than `below` contacts, unless
+        it is part of our neighbourhood (`_neighbourhood`), which always has a place.
         Splits that `offer` would make are simulated on the bucket's contacts.
         """
         contact = self._index.get(node_id)
@@ -312,6 +319,8 @@ class RoutingTable:
             size = len(members)
         if room_only and size >= self.k:
             return False  # it would only wait in the replacement cache
+        if below is not None and size >= below and not self._neighbourhood(low, high):
+            return False  # a far bucket with enough contacts already
         if members is None:
             return not bucket.group_full(addr[0], self.subnet_limit)
         group = subnet_group(addr[0])
@@ -319,6 +328,26 @@ class RoutingTable:
             return True
         same = sum(1 for c in members if subnet_group(c.addr[0]) == group)
         return same < self.subnet_limit
+
+    def _neighbourhood(self, low: int, high: int) -> bool:
+        """Whether fewer than k live contacts are nearer our own id than [low, high) is.
+
+        Such a range holds some of our k closest known nodes, so a newcomer there
+        is someone whose keys we may share: always worth a challenge.
+        """
+        own = self._own_int
+        start = (own ^ low) & ~(high - low - 1)  # nearest distance the range can have
+        nearer = 0
+        for b in self._buckets:
+            size = b.high - b.low
+            b_start = (own ^ b.low) & ~(size - 1)
+            if b_start + size <= start:
+                nearer += len(b.contacts)
+            elif b_start < start:  # a bucket a split would cut: count its nearer half
+                nearer += sum(1 for c in b.contacts.values() if c.int_id ^ own < start)
+            if nearer >= self.k:
+                return False
+        return True
 
     # -- outcomes reported by the driver -----------------------------------------
 
