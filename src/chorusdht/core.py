@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import math
 import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -92,6 +93,7 @@ MASS_FAILURE_TIMEOUTS = 24  # this many timed out among them: sweep the table
 SWEEP_COOLDOWN = 600.0  # s between two sweeps
 SWEEP_IN_FLIGHT = 16  # PINGs a sweep has out at once
 SWEEP_MIN_ALIVE = 3  # fewer contacts answered a sweep: it tries the nodes heard of too
+SWEEP_ENOUGH_ALIVE = 0.25  # or fewer than this fraction of them answered
 RECENT_DEAD_FOR = 60.0  # s a contact that failed a request is not offered to lookups
 RECENT_DEAD_MAX = 4096  # such ids remembered at most
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
@@ -207,16 +209,23 @@ class _Sweep(Op):
     lookups offer only the living; then a join-style refresh (own id, every
     bucket) meets the survivors this node did not know.
 
-    When fewer than SWEEP_MIN_ALIVE contacts answer, the table held almost only
-    the dead (after 99% of 2,000 nodes died, 4 of the 20 survivors knew no living
-    node): the sweep then PINGs the nodes heard of in replies (`core.heard`), and
-    those that answer the challenge enter the table like any proven contact.
+    When fewer than SWEEP_MIN_ALIVE contacts answer, or under a quarter of them,
+    the table held almost only the dead (after 99% of 2,000 nodes died, 4 of the 20
+    survivors knew no living node): the sweep then PINGs the nodes heard of in
+    replies (`core.heard`), and those that answer the challenge enter the table
+    like any proven contact. Survivors that still know each other PING their book
+    too: a survivor whose own table and book hold only the dead is found only if
+    another survivor heard of it (the PING makes it learn the pinger in turn).
+    Without that, one survivor of 20 in nuke-overlay at 99% stayed alone with
+    its 17 chunks, which nobody could read (1.7 points below the bound).
     """
 
     def __init__(self, core: NodeCore) -> None:
         super().__init__(core, False)
         stale = core.config.evict_after_failures
         self.todo = [c for c in core.table if c.failures < stale]  # suspects too
+        # Fewer answers than this: the table held mostly the dead; try the book too.
+        self.enough = max(SWEEP_MIN_ALIVE, math.ceil(len(self.todo) * SWEEP_ENOUGH_ALIVE))
         self.book: list[NodeInfo] | None = None  # set once the table proved (nearly) dead
         self.waiting = 0
         self.alive = 0
@@ -233,7 +242,7 @@ class _Sweep(Op):
                 if table.get(c.node_id) is c:
                     self.waiting += 1
                     self.request(c.addr, c.node_id, Ping(), now)
-            elif self.book and self.alive < SWEEP_MIN_ALIVE:
+            elif self.book and self.alive < self.enough:
                 n = self.book.pop()
                 if n.node_id not in table:
                     self.waiting += 1
@@ -243,11 +252,11 @@ class _Sweep(Op):
                 break
         if self.waiting or self.finished:
             return
-        if self.book is None and self.alive < SWEEP_MIN_ALIVE and self.core.heard:
+        if self.book is None and self.alive < self.enough and self.core.heard:
             self.book = list(self.core.heard.values())  # newest heard last: PINGed first
             self._more(now)
             return
-        if not self.todo and not (self.book and self.alive < SWEEP_MIN_ALIVE):
+        if not self.todo and not (self.book and self.alive < self.enough):
             self.finished = True
             BootstrapOp(self.core, [], report=False).start(now)
 
@@ -918,15 +927,17 @@ class NodeCore:
     def probing_done(self, node_id: bytes) -> None:
         self._probing.discard(node_id)
 
-    def healthy_closest(self, target: bytes, n: int) -> list[Contact]:
-        """The `n` closest contacts that are not stale."""
+    def healthy_closest(
+        self, target: bytes, n: int, exclude: bytes | None = None
+    ) -> list[Contact]:
+        """The `n` closest contacts that are not stale (nor `exclude`)."""
         threshold = self.config.evict_after_failures
-        near = self.table.closest(target, n)
+        near = self.table.closest(target, n, exclude)
         if not self._stale:
             return near
         healthy = [c for c in near if c.failures < threshold]
         if len(healthy) < n and len(near) == n:  # stale ones in the way: look further out
-            near = self.table.closest(target, len(self.table))
+            near = self.table.closest(target, len(self.table), exclude)
             healthy = [c for c in near if c.failures < threshold]
         return healthy[:n]
 
@@ -1026,14 +1037,12 @@ class NodeCore:
     def _closest_info(self, target: bytes, exclude: bytes) -> tuple[NodeInfo, ...]:
         n = min(self.config.k, MAX_CONTACTS_PER_REPLY)
         out: list[NodeInfo] = []
-        for c in self.healthy_closest(target, n + 1):
-            if c.node_id == exclude:
-                continue
+        for c in self.healthy_closest(target, n, exclude):
             info = c.wire  # made once per contact and address, not once per reply
-            if not isinstance(info, NodeInfo) or (info.host, info.port) != c.addr:
+            if info is None:
                 info = c.wire = NodeInfo(c.node_id, c.addr[0], c.addr[1])
-            out.append(info)
-        return tuple(out[:n])
+            out.append(info)  # type: ignore[arg-type]
+        return tuple(out)
 
     def _records_for(self, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
         out: list[bytes] = []

@@ -104,7 +104,8 @@ class Contact:
     int_id: int  # id_to_int(node_id), precomputed for distance arithmetic
     last_seen: float = 0.0
     failures: int = 0  # consecutive failed requests; reset by record_success
-    # The driver's cached wire form of (id, addr); the table never reads it.
+    # The driver's cached wire form of (id, addr); the table only clears it when
+    # the address changes.
     wire: object = field(default=None, compare=False, repr=False)
 
 
@@ -172,6 +173,7 @@ class _Bucket:
     def readdress(self, contact: Contact, addr: tuple[str, int]) -> None:
         self._count(contact.addr[0], -1)
         contact.addr = addr
+        contact.wire = None  # made for the old address
         self._count(addr[0], 1)
 
     def _count(self, host: str, delta: int) -> None:
@@ -264,6 +266,7 @@ class RoutingTable:
             waiting = Contact(node_id, addr, int_id, now)
         else:
             waiting.addr = addr
+            waiting.wire = None
             waiting.last_seen = now
         if not full:
             bucket.replacements.pop(node_id, None)
