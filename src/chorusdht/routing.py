@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 from bisect import bisect_right
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -153,8 +152,10 @@ class _Bucket:
         self.low = low
         self.high = high
         self.last_changed = last_changed
-        self.contacts: OrderedDict[bytes, Contact] = OrderedDict()  # LRS first
-        self.replacements: OrderedDict[bytes, Contact] = OrderedDict()  # oldest first
+        # Plain dicts kept in order by re-inserting (`_to_end`): an OrderedDict's
+        # links double the size, and a table holds ~100-250 contacts.
+        self.contacts: dict[bytes, Contact] = {}  # LRS first
+        self.replacements: dict[bytes, Contact] = {}  # oldest first
         self.groups: dict[_Group, int] = {}  # live contacts per subnet group
 
     def group_full(self, host: str, limit: int) -> bool:
@@ -239,14 +240,14 @@ class RoutingTable:
                     return Rejected(REJECT_SUBNET_LIMIT)
                 bucket.readdress(contact, addr)
             contact.last_seen = now
-            bucket.contacts.move_to_end(node_id)
+            _to_end(bucket.contacts, node_id)
             bucket.last_changed = now
             return Updated(contact)
 
         if node_id == self.own_id:
             return Rejected(REJECT_OWN_ID)
         _check_id(node_id)
-        int_id = id_to_int(node_id)
+        int_id = _shared_int(node_id)
         bucket = self._bucket_for(int_id)
         while True:
             full = len(bucket.contacts) >= self.k
@@ -405,7 +406,7 @@ class RoutingTable:
         contact.failures = 0
         contact.last_seen = now
         bucket = self._bucket_for(contact.int_id)
-        bucket.contacts.move_to_end(node_id)
+        _to_end(bucket.contacts, node_id)
         bucket.last_changed = now
 
     # -- queries -----------------------------------------------------------------
@@ -502,10 +503,10 @@ class RoutingTable:
         """Put `contact` at the tail of the replacement cache, dropping the oldest."""
         if self.replacement_size == 0:
             return
-        bucket.replacements[contact.node_id] = contact
-        bucket.replacements.move_to_end(contact.node_id)
+        bucket.replacements.pop(contact.node_id, None)
+        bucket.replacements[contact.node_id] = contact  # at the tail
         while len(bucket.replacements) > self.replacement_size:
-            bucket.replacements.popitem(last=False)
+            del bucket.replacements[next(iter(bucket.replacements))]
 
     def _pop(self, node_id: bytes) -> Contact | None:
         """Take a live contact out of the table; None if it was not there."""
@@ -530,11 +531,22 @@ class RoutingTable:
                 # Keep LRS order: a replacement may have been seen before the tail.
                 for node_id, contact in list(bucket.contacts.items()):
                     if contact.last_seen > candidate.last_seen:
-                        bucket.contacts.move_to_end(node_id)
+                        _to_end(bucket.contacts, node_id)
                 self._index[candidate.node_id] = candidate
                 bucket.last_changed = max(bucket.last_changed, candidate.last_seen)
                 return candidate
         return None
+
+
+# The int form of a contact's id, one object per id process-wide: a node sits in
+# ~100 tables of a simulation, and each 256-bit int is 60 bytes. Pure, so sharing
+# is safe; bounded like subnet_group's cache.
+_shared_int = functools.lru_cache(maxsize=_GROUP_CACHE_SIZE * 2)(id_to_int)
+
+
+def _to_end(d: dict[bytes, Contact], key: bytes) -> None:
+    """Move `key` to the end of a plain dict (OrderedDict.move_to_end)."""
+    d[key] = d.pop(key)
 
 
 def _check_id(node_id: bytes) -> None:
