@@ -390,12 +390,14 @@ class BootstrapOp(Op):
         *,
         report: bool,
         joining: bool = False,
+        then: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(core, report)
         self.seeds = seeds
         self.waiting = 0
         self.refreshing = 0
         self.joining = joining
+        self.then = then  # called with `now` once the table is refreshed (or failed)
 
     def start(self, now: float) -> BootstrapOp:
         if self.joining:
@@ -420,7 +422,7 @@ class BootstrapOp(Op):
 
     def _lookup(self, now: float) -> None:
         if len(self.core.table) == 0:
-            self.finish(LookupFailed("no bootstrap node answered"))
+            self._done(LookupFailed("no bootstrap node answered"), now)
             return
         # The join lookup asks all k closest (settle = k), not just the first few: it
         # is what fills the new node's own neighbourhood, where its keys will live.
@@ -445,12 +447,18 @@ class BootstrapOp(Op):
         for target in targets:
             LookupOp(self.core, target, report=False, then=self._refreshed).start(now)
         if not targets:
-            self.finish(BootstrapResult(len(table)))
+            self._done(BootstrapResult(len(table)), now)
 
     def _refreshed(self, lk: LookupOp, now: float) -> None:
         self.refreshing -= 1
         if self.refreshing == 0:
-            self.finish(BootstrapResult(len(self.core.table)))
+            self._done(BootstrapResult(len(self.core.table)), now)
+
+    def _done(self, outcome: Result | ChorusError, now: float) -> None:
+        was_finished = self.finished
+        self.finish(outcome)
+        if self.then is not None and not was_finished:
+            self.then(now)
 
     def finish(self, outcome: Result | ChorusError) -> None:
         if self.joining and not self.finished:
