@@ -338,6 +338,7 @@ class NodeCore:
         self._due_heap: list[tuple[float, bytes]] = []
         self._republish_soon = False
         self._dead_since_sweep: list[int] = []
+        self._last_repair_all = -math.inf
         self.handoff = Handoff(self)
         self.joining = 0  # join bootstraps in progress: no hand-offs meanwhile
         self._repairing: set[bytes] = set()  # keys due for repair after deaths
@@ -844,8 +845,9 @@ class NodeCore:
         nuke-overlay at 90% (seed 1) 10 chunks that survived were unreadable an
         hour later: their copies sat on nodes far from the key.
         """
-        if not self._due:
-            return
+        if not self._due or now - self._last_repair_all < self.config.republish_interval / 4:
+            return  # nothing held, or one such push went out lately (sweeps recur every 10 min)
+        self._last_repair_all = now
         self.stats["mass_repairs"] += 1
         for key in list(self._due):
             self._repairing.add(key)
