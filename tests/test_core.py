@@ -1149,3 +1149,26 @@ def test_a_newcomer_that_already_holds_records_is_sent_only_what_it_lacks() -> N
     assert stored == set(keys[1::2])  # exactly the 200 it lacked, none it had
     assert 2 <= lists <= 2 * 3  # 400 keys in pages of 256: at most 2 pages per holder
     assert all(new.store.get(key) is not None for key in keys)
+
+
+def test_repair_all_pushes_every_held_key_to_its_closest_once_per_quarter_interval() -> None:
+    cfg = NodeConfig(k=3)
+    net = Net()
+    cores = net.swarm(10, cfg)
+    key, raw = chunk(5)
+    writer = cores[0]
+    assert isinstance(net.wait(writer, writer.put(raw, key, net.now)), PutResult)
+    t = int.from_bytes(key, "big")
+    closest = sorted(cores, key=lambda c: c.node_id_int ^ t)[:3]
+    for core in cores[1:]:
+        core.store.delete(key)  # every copy but the writer's is lost
+    writer.repair_all(net.now)
+    net.run_for(cfg.repair_delay + 10)
+    assert writer.stats["mass_repairs"] == 1
+    assert all(c.store.get(key) == raw for c in closest if c is not writer)
+    for core in cores[1:]:
+        core.store.delete(key)
+    writer.repair_all(net.now)  # a second sweep soon after: no second storm
+    net.run_for(cfg.repair_delay + 10)
+    assert writer.stats["mass_repairs"] == 1
+    assert all(c.store.get(key) is None for c in cores[1:])

@@ -812,13 +812,15 @@ class NodeCore:
             sent += 1
             near = self.healthy_closest(key, 2 * k)
             t = id_to_int(key)
-            if (
-                key not in self._repairing
-                and len(near) >= k
-                and (self.node_id_int ^ t) > (near[k - 1].int_id ^ t)
-            ):
+            far = len(near) >= k and (self.node_id_int ^ t) > (near[k - 1].int_id ^ t)
+            if far and key not in self._repairing:
                 continue  # a cached or pinned copy far from the key: its k holders republish
             self._repairing.discard(key)
+            if far:
+                # A repair from far away: our table knows the key's region only thinly
+                # (one bucket), so look its k closest up, as a put does, and store there.
+                PutOp(self, record, quorum=1, report=False).start(now)
+                continue
             # Contacts that just failed a request are passed over while k others
             # remain: after deaths, the copies go to the live nodes beyond them.
             sure = [c for c in near if c.failures == 0]
