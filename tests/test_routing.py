@@ -261,7 +261,9 @@ def test_invariants_under_random_operations(
             accepts = table.would_accept(node_id, (host, 4000 + extra))
             roomy = table.would_accept(node_id, (host, 4000 + extra), room_only=True)
             for below in (1, 2):
-                picky = table.would_accept(node_id, (host, 4000 + extra), room_only=True, below=below)
+                picky = table.would_accept(
+                    node_id, (host, 4000 + extra), room_only=True, below=below
+                )
                 assert roomy or not picky
                 if roomy and not picky:  # refused only for a far bucket with enough in it
                     mine = id_to_int(node_id) ^ own

@@ -952,9 +952,7 @@ class NodeCore:
     def probing_done(self, node_id: bytes) -> None:
         self._probing.discard(node_id)
 
-    def healthy_closest(
-        self, target: bytes, n: int, exclude: bytes | None = None
-    ) -> list[Contact]:
+    def healthy_closest(self, target: bytes, n: int, exclude: bytes | None = None) -> list[Contact]:
         """The `n` closest contacts that are not stale (nor `exclude`)."""
         threshold = self.config.evict_after_failures
         near = self.table.closest(target, n, exclude)

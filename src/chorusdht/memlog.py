@@ -306,9 +306,7 @@ class MeshLog:
 
     def heads(self) -> dict[bytes, Chunk]:
         """Author -> its closed chunk with the highest (seq, hash)."""
-        return {
-            a: self._chunks[max(_keys(self._by_seq[a][top]))] for a, top in self._top.items()
-        }
+        return {a: self._chunks[max(_keys(self._by_seq[a][top]))] for a, top in self._top.items()}
 
     def dangling(self) -> dict[bytes, frozenset[bytes]]:
         """Each held chunk outside the timeline (not invalid) -> the hashes blocking it.
