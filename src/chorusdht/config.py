@@ -111,7 +111,8 @@ class NodeConfig:
 
     admit_below: int | None = 10
     """A node that contacts us is challenged into a bucket only while the bucket holds
-    fewer than this many contacts, or covers our own id. Each challenge costs a PING
+    fewer than this many contacts, or while it would be among our k closest known
+    nodes (`RoutingTable.would_accept(below=)`). Each challenge costs a PING
     and a PONG, and in a growing network nearly every request comes from a stranger:
     without the bound, admission was half of all traffic (74 PINGs per join at 2,000
     nodes). Far buckets still fill to k from our own lookups, whose answers prove

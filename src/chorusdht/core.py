@@ -209,15 +209,13 @@ class _Sweep(Op):
     lookups offer only the living; then a join-style refresh (own id, every
     bucket) meets the survivors this node did not know.
 
-    When fewer than SWEEP_MIN_ALIVE contacts answer, or under a quarter of them,
-    the table held almost only the dead (after 99% of 2,000 nodes died, 4 of the 20
-    survivors knew no living node): the sweep then PINGs the nodes heard of in
-    replies (`core.heard`), and those that answer the challenge enter the table
-    like any proven contact. Survivors that still know each other PING their book
-    too: a survivor whose own table and book hold only the dead is found only if
-    another survivor heard of it (the PING makes it learn the pinger in turn).
-    Without that, one survivor of 20 in nuke-overlay at 99% stayed alone with
-    its 17 chunks, which nobody could read (1.7 points below the bound).
+    When fewer than SWEEP_MIN_ALIVE contacts answer, the table held almost only
+    the dead (after 99% of 2,000 nodes died, 4 of the 20 survivors knew no living
+    node): the sweep then PINGs the nodes heard of in replies (`core.heard`), and
+    those that answer the challenge enter the table like any proven contact. It
+    does so too when under a quarter answered: the few it reached may be an island
+    of their own, and a survivor whose own table and book hold only the dead is
+    found only by one that heard of it (the PING makes it learn the pinger too).
     """
 
     def __init__(self, core: NodeCore) -> None:
@@ -1061,10 +1059,10 @@ class NodeCore:
         n = min(self.config.k, MAX_CONTACTS_PER_REPLY)
         out: list[NodeInfo] = []
         for c in self.healthy_closest(target, n, exclude):
-            info = c.wire  # made once per contact and address, not once per reply
-            if info is None:
+            info = c.wire  # made once per contact and address (the table clears it)
+            if not isinstance(info, NodeInfo):
                 info = c.wire = NodeInfo(c.node_id, c.addr[0], c.addr[1])
-            out.append(info)  # type: ignore[arg-type]
+            out.append(info)
         return tuple(out)
 
     def _records_for(self, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
