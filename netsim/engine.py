@@ -117,6 +117,7 @@ class Simulator:
         self.by_addr: dict[tuple[str, int], SimNode] = {}
         self.live: list[SimNode] = []  # kept in index order: random picks index into it
         self._live_dirty = False
+        self._drop: dict[tuple[str, str], float] = {}  # drop probability per class pair
         self.msgs_by_class: Counter[str] = Counter()
         self.bytes_by_class: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
@@ -253,10 +254,14 @@ class Simulator:
                 cb(event.outcome, self.now)
         if node.core is not core or not node.alive:
             return  # a callback crashed or restarted this node
+        # Re-arm whenever the core's earliest deadline moved, later too (its earliest
+        # request was answered): the old TIMER event then no longer matches `timer_at`
+        # and is skipped, so a node never wakes up only to fire nothing.
         t = core.get_timer()
-        if t is not None and (node.timer_at is None or t < node.timer_at):
+        if t != node.timer_at:
             node.timer_at = t
-            self._push(t, _TIMER, node, node.incarnation)
+            if t is not None:
+                self._push(t, _TIMER, node, node.incarnation)
 
     def _send(self, src: SimNode, addr: tuple[str, int], payload: object, size: int) -> None:
         name = src.cls.name
@@ -270,7 +275,11 @@ class Simulator:
             self.dropped["partition"] += 1
             return
         rng = self._net_rng
-        if rng.random() < self.link.drop_probability(src.cls.loss, dst.cls.loss):
+        pair = (src.cls.name, dst.cls.name)
+        drop = self._drop.get(pair)
+        if drop is None:
+            drop = self._drop[pair] = self.link.drop_probability(src.cls.loss, dst.cls.loss)
+        if rng.random() < drop:
             self.dropped["loss"] += 1
             return
         delay, dup = self.link.delays(src.rtt, dst.rtt, rng)

@@ -34,7 +34,7 @@ from .config import NodeConfig
 from .errors import ChorusError, DecodeError, ErrorCode, ValidationError
 from .handoff import Handoff
 from .identity import ED25519, Crypto, Signer
-from .ids import id_to_int, puzzle_ok, sha256
+from .ids import id_to_int, key_id, puzzle_ok, sha256
 from .membership import MembershipBook, membership_proof, verify_proof
 from .messages import (
     MAX_CONTACTS_PER_REPLY,
@@ -145,7 +145,9 @@ class _Bucket:
 
 # A timer: (deadline, seq, fire). A plain tuple, because the heap compares entries
 # on every push and pop; `seq` breaks ties, so `fire` is never compared.
-_Timer: TypeAlias = tuple[float, int, Callable[[float], None]]
+# (deadline, seq, fire, request): a request's retransmission timer carries its Pending,
+# so a timer whose request was answered is dropped unfired (see `get_timer`).
+_Timer: TypeAlias = tuple[float, int, Callable[[float], None], "Pending | None"]
 
 
 class _EvictPing(Op):
@@ -383,7 +385,7 @@ class NodeCore:
         h = msg.header
         if h.sender_id == self.node_id or self._closed:
             return
-        if sha256(h.sender_key) != h.sender_id:
+        if key_id(h.sender_key) != h.sender_id:
             self.stats["bad_identity"] += 1
             return
         if msg.is_request:
@@ -409,7 +411,12 @@ class NodeCore:
         return out
 
     def get_timer(self) -> float | None:
-        return self._timers[0][0] if self._timers else None
+        timers = self._timers
+        # Nearly every request is answered before its timer is due: drop those timers
+        # here, so the driver does not wake up only to fire no-ops.
+        while timers and (p := timers[0][3]) is not None and p.done:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
 
     def handle_timer(self, now: float) -> None:
         timers = self._timers
@@ -634,14 +641,17 @@ class NodeCore:
         self._outbox.append((msg, addr))
         self.stats["requests_out"] += 1
         self.stats[f"out_{body.TYPE}"] += 1
-        self.schedule(now + self.rtt.timeout_for(node_id), lambda t: self._rpc_timer(p, t))
+        self.schedule(now + self.rtt.timeout_for(node_id), lambda t: self._rpc_timer(p, t), p)
         return p
 
     # ---- timers -------------------------------------------------------------
 
-    def schedule(self, deadline: float, fire: Callable[[float], None]) -> None:
+    def schedule(
+        self, deadline: float, fire: Callable[[float], None], request: Pending | None = None
+    ) -> None:
+        """Call `fire(now)` at `deadline`; a `request`'s timer is dropped once it is done."""
         self._timer_seq += 1
-        heapq.heappush(self._timers, (deadline, self._timer_seq, fire))
+        heapq.heappush(self._timers, (deadline, self._timer_seq, fire, request))
 
     def _settle(self, p: Pending) -> None:
         """The request is answered or given up: forget all of its transaction ids."""
@@ -663,7 +673,7 @@ class NodeCore:
             # Exponential backoff per request (RFC 6298 §5.5), not per contact: a dead
             # contact must not make every later request to it wait a ceiling-long time.
             timeout = self.config.rto.clamp(self.rtt.timeout_for(p.node_id) * 2 ** (p.attempts - 1))
-            self.schedule(now + timeout, lambda t: self._rpc_timer(p, t))
+            self.schedule(now + timeout, lambda t: self._rpc_timer(p, t), p)
             if not p.slow:
                 p.slow = True
                 p.owner.on_slow(p, now)
@@ -1157,8 +1167,10 @@ class NodeCore:
         self._outcomes.append(False)
         if self.recent_dead:
             self.recent_dead.pop(h.sender_id, None)
-        sent_at = next(t for txid, t in p.sends if txid == h.txid)
-        self.rtt.sample(h.sender_id, now - sent_at)
+        for txid, sent_at in p.sends:
+            if txid == h.txid:
+                self.rtt.sample(h.sender_id, now - sent_at)
+                break
         if p.node_id is None:
             p.node_id = h.sender_id
         if isinstance(msg.body, ErrorReply):

@@ -6,6 +6,7 @@ wire and in records an id is 32 raw bytes; for distance arithmetic it is an int.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 
@@ -15,6 +16,7 @@ __all__ = [
     "distance",
     "id_to_int",
     "int_to_id",
+    "key_id",
     "puzzle_ok",
     "random_id_in_range",
     "sha256",
@@ -30,6 +32,16 @@ def sha256(*parts: bytes) -> bytes:
     for part in parts:
         h.update(part)
     return h.digest()
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def key_id(public_key: bytes) -> bytes:
+    """The node id a public key stands for: SHA-256(key), remembered for recent keys.
+
+    Every datagram's header is checked against it. Peers repeat, so the cache
+    answers most checks; a flood of fresh keys only cycles the bounded cache.
+    """
+    return hashlib.sha256(public_key).digest()
 
 
 def id_to_int(raw: bytes) -> int:

@@ -70,7 +70,9 @@ class Lookup:
         self.target = target
         self.k = k
         self.alpha = alpha
-        self.settle = min(settle, k)
+        self._settle = min(settle, k)
+        self._waiting = 0  # candidates in WAITING: the α slots in use
+        self._done: bool | None = None  # `done`, cached until the next change
         self._t = id_to_int(target)
         self._own = own_id
         self._by_id: dict[bytes, Candidate] = {}
@@ -110,6 +112,7 @@ class Lookup:
         # comparing Candidate objects, and this runs for every contact of every reply.
         i = bisect.bisect_right(dists, distance)
         cand = Candidate(node_id, addr, distance, hops)
+        self._done = None
         dists.insert(i, distance)
         self._sorted.insert(i, cand)
         self._by_id[node_id] = cand
@@ -121,16 +124,23 @@ class Lookup:
     def get(self, node_id: bytes) -> Candidate | None:
         return self._by_id.get(node_id)
 
+    @property
+    def settle(self) -> int:
+        """How many of the closest live candidates must answer before the lookup ends."""
+        return self._settle
+
+    @settle.setter
+    def settle(self, value: int) -> None:
+        self._settle = min(value, self.k)
+        self._done = None
+
     # ---- the machine --------------------------------------------------------
 
     def next_queries(self) -> list[Candidate]:
         """Candidates to query now, already marked WAITING."""
-        if self.done:
+        in_flight = self._waiting
+        if in_flight >= self.alpha or self.done:
             return []
-        in_flight = 0
-        for c in self._sorted:
-            if c.state is CandidateState.WAITING:
-                in_flight += 1
         out: list[Candidate] = []
         live = 0
         for c in self._sorted:
@@ -143,7 +153,10 @@ class Lookup:
                 c.state = CandidateState.WAITING
                 in_flight += 1
                 out.append(c)
-        self.queries_sent += len(out)
+        if out:
+            self._waiting = in_flight
+            self._done = None
+            self.queries_sent += len(out)
         return out
 
     def on_reply(
@@ -152,24 +165,46 @@ class Lookup:
         c = self._by_id.get(node_id)
         if c is None or c.state in (CandidateState.ANSWERED, CandidateState.FAILED):
             return
+        if c.state is CandidateState.WAITING:
+            self._waiting -= 1
         c.state = CandidateState.ANSWERED
         c.has_value = has_value
         self.replies += 1
+        self._done = None
+        # `_add`'s two cheap refusals inline: most contacts of a reply are known already
+        # or farther than every candidate kept, and this loop runs 20 times per reply.
+        by_id, dists, t, own = self._by_id, self._dists, self._t, self._own
+        limit = MAX_CANDIDATES_FACTOR * self.k
+        hops = c.hops + 1
         for cid, addr in contacts:
-            self._add(cid, addr, c.hops + 1)
+            if cid in by_id or cid == own:
+                continue
+            if len(dists) >= limit and int.from_bytes(cid, "big") ^ t > dists[-1]:
+                continue
+            self._add(cid, addr, hops)
 
     def on_slow(self, node_id: bytes) -> None:
         c = self._by_id.get(node_id)
         if c is not None and c.state is CandidateState.WAITING:
             c.state = CandidateState.SLOW
+            self._waiting -= 1
+            self._done = None
 
     def on_failure(self, node_id: bytes) -> None:
         c = self._by_id.get(node_id)
         if c is not None and c.state in (CandidateState.WAITING, CandidateState.SLOW):
+            if c.state is CandidateState.WAITING:
+                self._waiting -= 1
             c.state = CandidateState.FAILED
+            self._done = None
 
     @property
     def done(self) -> bool:
+        if self._done is None:
+            self._done = self._is_done()
+        return self._done
+
+    def _is_done(self) -> bool:
         answered = 0
         live = 0
         unqueried = False
@@ -185,7 +220,7 @@ class Lookup:
             if s is not CandidateState.ANSWERED:
                 return False  # a closer candidate is unqueried or still owes an answer
             answered += 1
-            settled = answered >= self.settle
+            settled = answered >= self._settle
         # Settled, but fewer than k live candidates known: ask further out while we can,
         # so a put still finds k replicas in a sparse or freshly joined network.
         return live >= self.k or not unqueried

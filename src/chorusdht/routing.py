@@ -146,11 +146,14 @@ Offer: TypeAlias = Added | Updated | Rejected | BucketFull
 class _Bucket:
     """One range [low, high) of the id space: live contacts and replacements."""
 
-    __slots__ = ("contacts", "groups", "high", "last_changed", "low", "replacements")
+    __slots__ = ("contacts", "groups", "high", "last_changed", "low", "mask", "replacements")
 
     def __init__(self, low: int, high: int, last_changed: float) -> None:
         self.low = low
         self.high = high
+        # Ranges are aligned, so (x ^ low) & mask is the nearest distance from x any
+        # id in the range can have; distinct buckets give disjoint distance ranges.
+        self.mask = ~(high - low - 1)
         self.last_changed = last_changed
         # Plain dicts kept in order by re-inserting (`_to_end`): an OrderedDict's
         # links double the size, and a table holds ~100-250 contacts.
@@ -343,9 +346,8 @@ class RoutingTable:
         start = (own ^ low) & ~(high - low - 1)  # nearest distance the range can have
         nearer = 0
         for b in self._buckets:
-            size = b.high - b.low
-            b_start = (own ^ b.low) & ~(size - 1)
-            if b_start + size <= start:
+            b_start = (own ^ b.low) & b.mask
+            if b_start + (b.high - b.low) <= start:
                 nearer += len(b.contacts)
             elif b_start < start:  # a bucket a split would cut: count its nearer half
                 nearer += sum(1 for c in b.contacts.values() if c.int_id ^ own < start)
@@ -428,15 +430,15 @@ class RoutingTable:
         if n <= 0:
             return []
         t = id_to_int(target)
-        # (key, bucket) and (distance, contact) pairs: ranges and ids are distinct,
-        # so the sorts never fall through to comparing the objects themselves.
-        order = sorted(
-            [((t ^ b.low) & ~(b.high - b.low - 1), b) for b in self._buckets if b.contacts]
-        )
+        # Bucket ranges are disjoint and ids distinct, so neither sort meets a tie.
+        order = sorted([b for b in self._buckets if b.contacts], key=lambda b: (t ^ b.low) & b.mask)
         found: list[Contact] = []
-        for _, bucket in order:
-            members = sorted([(c.int_id ^ t, c) for c in bucket.contacts.values()])
-            found.extend([c for _, c in members if c.node_id != exclude])
+        for bucket in order:
+            contacts = bucket.contacts
+            members = sorted(contacts.values(), key=lambda c: c.int_id ^ t)
+            if exclude is not None and exclude in contacts:
+                members = [c for c in members if c.node_id != exclude]
+            found.extend(members)
             if len(found) >= n:
                 break
         return found[:n]
