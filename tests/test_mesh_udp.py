@@ -66,3 +66,23 @@ async def test_a_non_member_cannot_append_and_its_chunks_are_refused() -> None:
                 with pytest.raises(ValidationError) as e2:
                     r.node.core.validate(chunk.key, chunk.raw)
                 assert e2.value.code is ErrorCode.NOT_MEMBER
+
+
+async def test_sync_does_not_challenge_a_member_node_it_already_knows() -> None:
+    """Each challenge costs the peer a signature and us a verify: a sync round with a
+    member whose node is proven (here: our bootstrap contact) asks for none."""
+    config = NodeConfig(k=3, require_membership=True)
+    with trio.fail_after(60):
+        async with udp_swarm(3, config, seed=5) as swarm:
+            founder = await Mesh.create(swarm[0].node, "quiet")
+            reader = await Mesh.join(swarm[1].node, founder.id)
+            for i in range(5):
+                await founder.append(f"entry {i}".encode())
+            peers = await reader.peers()
+            assert peers == [swarm[0].node.address]
+            core = swarm[1].node.core
+            before = core.stats["challenges_out"]
+            for _ in range(2):
+                await reader.sync(peers[0])
+            assert reader.phase().entries == 5
+            assert core.stats["challenges_out"] == before

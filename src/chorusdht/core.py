@@ -627,6 +627,7 @@ class NodeCore:
         challenge = None
         if node_id is None or (node_id not in self.table and node_id not in self._proven):
             challenge = self.rng.randbytes(NONCE_BYTES)
+            self.stats["challenges_out"] += 1
         header = Header(
             txid,
             self.node_id,

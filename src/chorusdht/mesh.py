@@ -537,29 +537,33 @@ class Mesh:
                 return SyncReport(None, 0)
             peer = self.core.rng.choice(candidates)
         since = self._my_since()
+        # The member's node id, when we know it: a node that proved its key once is
+        # not challenged again (each challenge costs it a signature and us a verify),
+        # and a reply from any other node at that address is refused.
+        node_id = next((n for n, a in sorted(self._peers.items()) if a == peer), None)
         fetched, cursor = 0, None
         while True:
             try:
                 page = await self.node.list_keys(
-                    peer, self.id, cursor, MAX_KEYS_PER_REQUEST, since=since
+                    peer, self.id, cursor, MAX_KEYS_PER_REQUEST, since=since, node_id=node_id
                 )
             except NetworkError:
                 self._peers = {k: v for k, v in self._peers.items() if v != peer}
                 break
-            fetched += await self._fetch(peer, [k for k in page.keys if k not in self.log])
+            fetched += await self._fetch(peer, [k for k in page.keys if k not in self.log], node_id)
             if page.cursor is None:
                 break
             cursor = page.cursor
         return SyncReport(peer, fetched)
 
-    async def _fetch(self, peer: Address, keys: list[bytes]) -> int:
+    async def _fetch(self, peer: Address, keys: list[bytes], node_id: bytes | None = None) -> int:
         """GET_MANY `keys` from `peer` in batches; merge every valid chunk."""
         new = 0
         roster_refreshed = False
         while keys:
             batch, keys = keys[:SYNC_BATCH], keys[SYNC_BATCH:]
             try:
-                got = await self.node.get_many(peer, batch)
+                got = await self.node.get_many(peer, batch, node_id)
             except NetworkError:
                 return new
             if not got.records:
