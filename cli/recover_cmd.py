@@ -30,7 +30,16 @@ from chorusdht import (
     write_outputs,
 )
 
-from .common import KeyFileOpt, MeshKeyOpt, err, fail, mesh_key_from, one_line_errors, out
+from .common import (
+    KeyFileOpt,
+    MeshKeyOpt,
+    err,
+    fail,
+    mesh_key_from,
+    one_line_errors,
+    out,
+    unwritable_dir,
+)
 
 __all__ = ["recover_cmd"]
 
@@ -100,6 +109,8 @@ def recover_cmd(
         if not 0 <= patience < timeout:
             raise fail(f"--patience must be at least 0 and under --timeout ({timeout:g}s)")
         key = mesh_key_from(key_file, mesh_key)
+        if (problem := unwritable_dir(out_dir)) is not None:
+            raise fail(f"cannot write to {out_dir}: {problem}")
         columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, disable=not err.is_terminal) as bars:
 

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .common import unwritable_dir
+
 __all__ = ["sim"]
 
 
@@ -48,6 +50,12 @@ def sim(
     if nodes is not None and nodes < 1:
         err.print("[red]error:[/red] --nodes must be at least 1", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+    if out is not None:
+        problem = unwritable_dir(out)
+        if problem is not None:  # say so now, not after an hour-long run
+            message = f"[red]error:[/red] cannot write to {out}: {problem}"
+            err.print(message, highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
     console = Console()
     if recoversim.is_recover_scenario(path):
         _sim_recover(path, seed, nodes, out, console, err)

@@ -101,6 +101,15 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) ->
     assert message in one_error_line(result)
 
 
+def test_recover_refuses_an_unwritable_out_before_crawling(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["recover", "--mesh", "ab" * 32, "--bootstrap", "127.0.0.1:1", "--out", str(blocker)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert f"cannot write to {blocker}: " in one_error_line(result)
+
+
 def test_join_without_a_key(tmp_path: Path) -> None:
     result = runner.invoke(app, ["join", "--data-dir", str(tmp_path / "empty")])
     assert result.exit_code == 1

@@ -67,6 +67,18 @@ def test_cli_bad_scenario_is_one_line_and_exit_2() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_cli_unwritable_out_is_one_line_and_exit_2_before_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out in (blocker, blocker / "sub"):
+        result = CliRunner().invoke(_app(), ["sim", SCENARIO, "--nodes", "20", "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"error: cannot write to {out}: "), result.output
+        assert "Traceback" not in result.output
+        assert "lookup success" not in result.output  # refused before simulating
+
+
+@pytest.mark.timeout(60)
 def test_cli_runs_a_scenario_and_writes_outputs(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         _app(), ["sim", SCENARIO, "--nodes", "20", "--seed", "2", "--out", str(tmp_path)]
