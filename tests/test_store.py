@@ -116,6 +116,18 @@ def test_list_mesh_pages_in_key_order(store: RecordStore, limit: int) -> None:
     assert store.list_mesh(sha256(b"other"), None, limit) == []
 
 
+def test_mesh_of_names_each_held_keys_mesh_in_batches_past_the_query_limit(
+    store: RecordStore,
+) -> None:
+    for i in range(1200):  # more than two SQLite IN (...) batches
+        store.put(key(i), raw(i), mesh=MESH_A if i % 2 else MESH_B, kind="chunk")
+    asked = [key(i) for i in range(1300)]  # the last 100 are not held
+    got = store.mesh_of(asked)
+    assert len(got) == 1200
+    assert all(got[key(i)] == (MESH_A if i % 2 else MESH_B) for i in range(1200))
+    assert store.mesh_of([]) == {}
+
+
 def test_list_mesh_after_a_key_that_is_not_stored(store: RecordStore) -> None:
     keys = sorted(key(i) for i in range(10))
     for k in keys:

@@ -109,7 +109,9 @@ class Handoff:
             return
         self.passing = None
         big = [key for keys in p.owed.values() if len(keys) >= HANDOFF_LIST_MIN for key in keys]
-        mesh_of = self._meshes_of(set(big)) if big else {}
+        # Only for keys owed in big batches, which may pay for a LIST first: one indexed
+        # query for them, not a read of every key we hold.
+        mesh_of = core.store.mesh_of(sorted(set(big))) if big else {}
         for c in p.new:
             if owed := p.owed[c.node_id]:
                 self._owe(c, owed, mesh_of, now)
@@ -135,13 +137,6 @@ class Handoff:
                 return []  # another known node is closer: let it hand off
         bound = others[k - 1].int_id ^ t if len(others) >= k else 1 << 256
         return [c for c in p.new if (c.int_id ^ t) < bound]
-
-    def _meshes_of(self, keys: set[bytes]) -> dict[bytes, bytes]:
-        """The mesh each of `keys` is listed under, read once per pass."""
-        store = self.core.store
-        return {
-            k: m for m in store.meshes() for k in store.list_mesh(m, None, 1 << 62) if k in keys
-        }
 
     def _owe(
         self, contact: Contact, keys: list[bytes], mesh_of: dict[bytes, bytes], now: float

@@ -53,6 +53,10 @@ class RecordStore(Protocol):
         """The mesh ids this store lists records under (the zero id for no mesh)."""
         ...
 
+    def mesh_of(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        """The mesh id each of `keys` is listed under; keys not held are left out."""
+        ...
+
     def total_bytes(self) -> int: ...
 
     def load_contacts(self) -> list[StoredContact]: ...
@@ -111,6 +115,9 @@ class MemoryStore:
     def meshes(self) -> list[bytes]:
         return sorted(m for m, keys in self._mesh_keys.items() if keys)
 
+    def mesh_of(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        return {k: self._mesh_of[k] for k in keys if k in self._mesh_of}
+
     def total_bytes(self) -> int:
         return self._bytes
 
@@ -123,6 +130,8 @@ class MemoryStore:
     def close(self) -> None:
         pass
 
+
+_KEYS_PER_QUERY = 500  # keys bound in one IN (...) query: under SQLite's oldest limit (999)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -212,6 +221,18 @@ class SqliteStore:
     def meshes(self) -> list[bytes]:
         rows = self._db.execute("SELECT DISTINCT mesh FROM records ORDER BY mesh")
         return [bytes(r[0]) for r in rows]
+
+    def mesh_of(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        for i in range(0, len(keys), _KEYS_PER_QUERY):  # bounded by SQLite's variable limit
+            batch = keys[i : i + _KEYS_PER_QUERY]
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                f"SELECT key, mesh FROM records WHERE key IN ({marks})",  # only ? marks
+                batch,
+            )
+            out.update((bytes(k), bytes(m)) for k, m in rows)
+        return out
 
     def total_bytes(self) -> int:
         return self._bytes
