@@ -462,7 +462,7 @@ class BootstrapOp(Op):
 
     def finish(self, outcome: Result | ChorusError) -> None:
         if self.joining and not self.finished:
-            self.core.join_done()
+            self.core.joining -= 1
         super().finish(outcome)
 
 
