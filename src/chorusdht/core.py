@@ -308,11 +308,7 @@ class NodeCore:
         self.membership = MembershipBook()  # meshes whose genesis (and certs) we hold
         self._member_proofs: OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]] = OrderedDict()
         self._proof_to_keep: tuple[bytes, ...] | None = None  # verified during this STORE
-        # Outcomes of the last requests, True: timed out. Not kept while we join: a node
-        # back from downtime PINGs its saved contacts, and the dead among them time out
-        # in one burst that would look like a mass failure (churn-36h at 100 nodes:
-        # 454 sweeps with those counted, 181 without; the same chunks read).
-        self._outcomes: deque[bool] = deque(maxlen=MASS_FAILURE_WINDOW)
+        self._outcomes: deque[bool] = deque(maxlen=MASS_FAILURE_WINDOW)  # True: timed out
         # Ids that failed a request (after its retries) within RECENT_DEAD_FOR: node id ->
         # when. Lookups do not take them as candidates from replies (ops._contacts).
         self.recent_dead: dict[bytes, float] = {}
@@ -690,9 +686,8 @@ class NodeCore:
         p.owner.on_timeout(p, now)
         if p.node_id is not None:
             self._note_dead(p.node_id, now)
-        if not self.joining:
-            self._outcomes.append(True)
-            self._check_mass_failure(now)
+        self._outcomes.append(True)
+        self._check_mass_failure(now)
 
     def _note_dead(self, node_id: bytes, now: float) -> None:
         """`node_id` did not answer a request or its retries: lookups skip it for a while."""
@@ -1170,8 +1165,7 @@ class NodeCore:
             self._prove(h.sender_id)
         self._settle(p)
         self.stats["responses_in"] += 1
-        if not self.joining:
-            self._outcomes.append(False)
+        self._outcomes.append(False)
         if self.recent_dead:
             self.recent_dead.pop(h.sender_id, None)
         for txid, sent_at in p.sends:
