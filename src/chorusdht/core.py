@@ -143,10 +143,10 @@ class _Bucket:
         return True
 
 
-# A timer: (deadline, seq, fire). A plain tuple, because the heap compares entries
-# on every push and pop; `seq` breaks ties, so `fire` is never compared.
-# (deadline, seq, fire, request): a request's retransmission timer carries its Pending,
-# so a timer whose request was answered is dropped unfired (see `get_timer`).
+# A timer: (deadline, seq, fire, request). A plain tuple, because the heap compares
+# entries on every push and pop; `seq` breaks ties, so `fire` is never compared. A
+# request's retransmission timer carries its Pending, so a timer whose request was
+# answered is dropped unfired (see `get_timer`); other timers carry None.
 _Timer: TypeAlias = tuple[float, int, Callable[[float], None], "Pending | None"]
 
 
