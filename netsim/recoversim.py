@@ -77,6 +77,7 @@ from chorusdht.recovery import RecoveryReport
 
 from .engine import derive_seed
 from .meshsim import MeshSwarm, SimMember, _virtual_ms
+from .scenario import check_field, flag_rule, number_rule
 from .trionet import SimNet, deterministic_trio
 
 __all__ = [
@@ -139,6 +140,25 @@ def is_recover_scenario(path: Path) -> bool:
         return False
 
 
+_SEED = number_rule(0, whole=True)
+_SPEC_RULES = {
+    "nodes": number_rule(1, whole=True),
+    "pinners": number_rule(0, whole=True),
+    "authors": number_rule(1, whole=True),
+    "hours": number_rule(0.0, above=True),
+    "think": number_rule(0.0, above=True),
+    "interval": number_rule(0.0, above=True),
+    "kill": number_rule(0.0, 1.0, below=True),  # a survivor must be left to recover from
+    "quiet": number_rule(0.0),
+    "settle": number_rule(0.0),
+    "patience": number_rule(0.0),
+    "recover_from": number_rule(0, whole=True),
+    "k": number_rule(1, whole=True),
+    "spare_pinners": number_rule(0, whole=True),
+    "reseed": flag_rule,
+}
+
+
 def load_spec(path: Path) -> RecoverSpec:
     """Parse a recover scenario file; ValueError names a bad key."""
     text = path.read_text()
@@ -148,8 +168,14 @@ def load_spec(path: Path) -> RecoverSpec:
     for key in data:
         if key not in known:
             raise ValueError(f"scenario {path}: unknown key {key!r}")
+    for key, value in data.items():
+        if key in _SPEC_RULES:
+            check_field(f"scenario {path}", key, value, _SPEC_RULES[key], {})
     if "seeds" in data:
-        data["seeds"] = tuple(int(s) for s in data["seeds"])
+        seeds = data["seeds"]
+        if not isinstance(seeds, list) or not seeds or any(_SEED(x) for x in seeds):
+            raise ValueError(f"scenario {path}: seeds must be a list of whole numbers >= 0")
+        data["seeds"] = tuple(seeds)
     if "must" in data:
         data["must"] = tuple(str(s) for s in data["must"])
         for name in data["must"]:

@@ -1,6 +1,6 @@
 """Scenario files: TOML in `netsim/scenarios/`, parsed into frozen values.
 
-A scenario file looks like this (every key but `events` has a default):
+A scenario file looks like this (every key but `duration` has a default):
 
     # What question does this scenario answer? (first comment lines: shown by the CLI)
     nodes = 1000                # population; `--nodes` scales it (event counts scale too)
@@ -17,19 +17,25 @@ A scenario file looks like this (every key but `events` has a default):
     [[events]]                  # kind = join | lookups | puts | gets | partition | heal |
                                 #        crash | churn | nuke | waves
 
-Event fields are documented on `netsim.workload.Workload`. Scaled fields
-(join `count`, puts `count` and `writers`) are multiplied by nodes/base-nodes when `--nodes` changes
-the population, so a scenario keeps its shape at any size.
+Event fields are documented in `netsim.workload`; `EVENT_FIELDS` below says what each
+accepts. A file is checked whole before anything runs: an unknown key or field (a
+typo would otherwise silently take the default) or a bad value is a ScenarioError
+that names it. Scaled fields (join `count`, puts `count` and `writers`) are multiplied
+by nodes/base-nodes when `--nodes` changes the population, so a scenario keeps its
+shape at any size.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from chorusdht import NodeConfig
+from chorusdht.records import DEFAULT_MAX_RECORD
 
 from .network import DEFAULT_CLASSES, LinkModel, NodeClass
 
@@ -50,6 +56,7 @@ EVENT_KINDS = frozenset(
 )
 # Event fields that grow with the population; lookup counts stay (they are samples).
 SCALED_FIELDS = {"join": ("count",), "puts": ("count", "writers")}
+CHUNK_ENVELOPE = 512  # bytes a chunk adds around its payload (ids, seq, signature), rounded up
 
 
 class ScenarioError(Exception):
@@ -135,6 +142,113 @@ def _question(text: str) -> str:
     return " ".join(x for x in lines if x)
 
 
+# ---- field checks: each returns what is wrong with a value, or None ----------------
+
+Rule = Callable[[Any], "str | None"]
+
+
+def number_rule(
+    low: float,
+    high: float = math.inf,
+    *,
+    whole: bool = False,
+    above: bool = False,
+    below: bool = False,
+) -> Rule:
+    """A number in [low, high]; `above`/`below` leave out `low`/`high`; `whole`: an integer."""
+
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return "must be a number"
+        if whole and not isinstance(v, int):
+            return "must be a whole number"
+        if v < low or (above and v == low) or v > high or (below and v == high):
+            lo = f"> {low:g}" if above else f">= {low:g}"
+            hi = f" and < {high:g}" if below else f" and <= {high:g}"
+            return f"must be {lo}" + (hi if high != math.inf else "")
+        return None
+
+    return check
+
+
+def flag_rule(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def text_rule(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def _sizes(v: Any) -> str | None:
+    if not isinstance(v, list) or len(v) < 2:
+        return "must be a list of at least two fractions, e.g. [0.5, 0.5]"
+    for x in v:
+        if number_rule(0.0, 1.0, above=True)(x) is not None:
+            return "must hold fractions in (0, 1]"
+    return "must add up to at most 1" if sum(v) > 1.0 + 1e-9 else None
+
+
+_FRACTION = number_rule(0.0, 1.0)
+_COUNT = number_rule(0, whole=True)
+_SECONDS = number_rule(0.0)
+_CLASS = "class"  # checked against the scenario's classes
+# Every field an event reads (netsim.workload.Workload), and what it accepts.
+EVENT_FIELDS: dict[str, dict[str, Rule | str]] = {
+    "join": {"count": _COUNT, "over": _SECONDS},
+    "lookups": {"count": _COUNT, "over": _SECONDS},
+    "puts": {
+        "count": _COUNT,
+        "writers": number_rule(1, whole=True),
+        "payload": number_rule(0, whole=True),  # and small enough for a record (_parse)
+        "class": _CLASS,
+    },
+    "gets": {"over": _SECONDS, "tag": text_rule},
+    "partition": {"sizes": _sizes, "by": lambda v: None if v == "class" else "must be 'class'"},
+    "heal": {},
+    "crash": {"fraction": _FRACTION, "keep_disk": flag_rule, "restart_after": _SECONDS},
+    "churn": {
+        "until": _SECONDS,
+        "mean_lifetime": number_rule(0.0, above=True),
+        "shape": number_rule(0.0, above=True),
+        "downtime": _SECONDS,
+        "keep_disk": _FRACTION,
+    },
+    "nuke": {"fraction": _FRACTION, "class": _CLASS},
+    "waves": {"every": number_rule(0.0, above=True), "fraction": _FRACTION, "until": _FRACTION},
+}
+TOP_LEVEL = frozenset(
+    {
+        "nodes",
+        "duration",
+        "fast_crypto",
+        "delivery",
+        "count_bytes",
+        "sample_every",
+        "classes",
+        "network",
+        "config",
+        "classdef",
+        "sweep",
+        "events",
+    }
+)
+
+
+def check_field(
+    where: str, name: str, value: Any, check: Rule | str, classes: dict[str, NodeClass]
+) -> None:
+    if check == _CLASS:
+        if value not in classes:
+            raise ValueError(
+                f"{where}: {name} {value!r} is not a node class ({', '.join(classes)})"
+            )
+        return
+    assert not isinstance(check, str)
+    problem = check(value)
+    if problem is not None:
+        raise ValueError(f"{where}: {name} {problem}, got {value!r}".removeprefix(": "))
+
+
 def load_scenario(path: Path) -> Scenario:
     try:
         text = path.read_text()
@@ -145,11 +259,28 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"scenario {path} is not valid TOML: {e}") from None
     try:
         return _parse(path.stem, _question(text), data)
-    except (KeyError, TypeError, ValueError) as e:
+    except KeyError as e:
+        raise ScenarioError(f"scenario {path}: missing {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
         raise ScenarioError(f"scenario {path}: {e}") from None
 
 
 def _parse(name: str, question: str, data: dict[str, Any]) -> Scenario:
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(TOP_LEVEL))})")
+    if "duration" not in data:
+        raise ValueError("missing 'duration' (virtual seconds)")
+    for key, check in (
+        ("nodes", number_rule(1, whole=True)),
+        ("duration", number_rule(0.0, above=True)),
+        ("sample_every", number_rule(0.0, above=True)),
+        ("fast_crypto", flag_rule),
+        ("count_bytes", flag_rule),
+    ):
+        if key in data:
+            check_field("", key, data[key], check, {})
+    duration = float(data["duration"])
     classes = dict(DEFAULT_CLASSES)
     for cname, spec in data.get("classdef", {}).items():
         base = classes.get(cname)
@@ -166,37 +297,79 @@ def _parse(name: str, question: str, data: dict[str, Any]) -> Scenario:
     for cname in mix_raw:
         if cname not in classes:
             raise ValueError(f"unknown node class {cname!r}")
+        check_field("classes", cname, mix_raw[cname], number_rule(0.0), classes)
+    if not mix_raw or sum(mix_raw.values()) <= 0:
+        raise ValueError("classes: at least one class needs a weight above 0")
     mix = tuple(sorted((str(k), float(v)) for k, v in mix_raw.items()))
     known = {f.name for f in fields(NodeConfig)}
     overrides = data.get("config", {})
-    for key in overrides:
+    hints = get_type_hints(NodeConfig)
+    for key, value in overrides.items():
         if key not in known:
             raise ValueError(f"unknown config field {key!r}")
+        hint = hints[key]
+        if hint is bool:
+            check = flag_rule
+        elif hint in (int, int | None):
+            check = number_rule(-math.inf, whole=True)
+        elif hint in (float, float | None):
+            check = number_rule(-math.inf)
+        else:
+            raise ValueError(f"config: {key} cannot be set from a scenario")
+        check_field("config", key, value, check, classes)
     events = []
-    for raw in data.get("events", []):
+    for i, raw in enumerate(data.get("events", []), 1):
         raw = dict(raw)
-        kind = raw.pop("kind")
+        kind = raw.pop("kind", None)
+        if kind is None:
+            raise ValueError(f"event {i}: needs a kind ({', '.join(sorted(EVENT_KINDS))})")
         if kind not in EVENT_KINDS:
-            raise ValueError(f"unknown event kind {kind!r}")
-        events.append(Event(kind, float(raw.pop("at", 0.0)), raw))
+            kinds = ", ".join(sorted(EVENT_KINDS))
+            raise ValueError(f"event {i}: unknown kind {kind!r} (known: {kinds})")
+        where = f"event {i} ({kind})"
+        at = raw.pop("at", 0.0)
+        check_field(where, "at", at, number_rule(0.0, duration), classes)
+        allowed = EVENT_FIELDS[kind]
+        for key, value in raw.items():
+            if key not in allowed:
+                names = ", ".join(["at", *allowed])
+                raise ValueError(f"{where}: unknown field {key!r} (known: {names})")
+            check_field(where, key, value, allowed[key], classes)
+        events.append(Event(kind, float(at), raw))
     events.sort(key=lambda e: e.at)  # stable: equal times keep file order
     sweep = None
     if "sweep" in data:
         s = data["sweep"]
         sweep = (str(s["event"]), str(s["field"]), tuple(s["values"]))
+        kind, key, values = sweep
+        if not any(e.kind == kind for e in events):
+            raise ValueError(f"sweep: the scenario has no {kind!r} event")
+        if key not in EVENT_FIELDS[kind]:
+            raise ValueError(f"sweep: {kind} events have no field {key!r}")
+        if not values:
+            raise ValueError("sweep: values must not be empty")
+        for value in values:
+            check_field(
+                f"sweep over {kind}.{key}", "a value", value, EVENT_FIELDS[kind][key], classes
+            )
     delivery = data.get("delivery", "messages")
     if delivery not in ("messages", "bytes"):
         raise ValueError("delivery must be 'messages' or 'bytes'")
+    config = NodeConfig(**overrides)
+    limit = min(config.max_record, DEFAULT_MAX_RECORD) - CHUNK_ENVELOPE
+    for ev in events:
+        if ev.kind == "puts" and ev.get("payload", 0) > limit:
+            raise ValueError(f"puts event: payload must be <= {limit} bytes to fit in a record")
     return Scenario(
         name=name,
         question=question,
         nodes=int(data.get("nodes", 100)),
-        duration=float(data["duration"]),
+        duration=duration,
         events=tuple(events),
         classes=classes,
         mix=mix,
         link=LinkModel(**data.get("network", {})),
-        config=NodeConfig(**overrides),
+        config=config,
         fast_crypto=bool(data.get("fast_crypto", False)),
         wire=delivery == "bytes",
         count_bytes=bool(data.get("count_bytes", True)),

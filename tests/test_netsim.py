@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from netsim import list_scenarios, load_scenario, run_scenario
 from netsim.recoversim import is_recover_scenario, load_spec
-from netsim.scenario import SCENARIO_DIR
+from netsim.scenario import SCENARIO_DIR, ScenarioError
 
 from chorusdht import NodeCore
 
@@ -48,6 +48,114 @@ def test_every_shipped_scenario_loads_and_says_what_it_answers() -> None:
         sc = load_scenario(path)
         assert sc.question.endswith((".", ")")) and "?" in sc.question, name
         assert sc.events, name
+
+
+# A file's bad value, and the words its one-line error must hold. Each of these once
+# ran anyway: a typo'd field silently took its default, or a bad value raised a
+# traceback mid-run (or, for think = 0, never ended).
+BAD_SCENARIOS = [
+    ("nodes = 10", "missing 'duration'"),
+    ("nodes = 10\nduration = -5", "duration must be > 0, got -5"),
+    ("nodes = 0\nduration = 50", "nodes must be >= 1, got 0"),
+    ("nodes = 10\nduraton = 100", "unknown key 'duraton'"),
+    ("duration = 100\n[[events]]\nat = 5", "event 1: needs a kind"),
+    ('duration = 100\n[[events]]\nkind = "zap"', "event 1: unknown kind 'zap'"),
+    ('duration = 100\n[[events]]\nkind = "join"\ncount = "x"', "count must be a number"),
+    ('duration = 100\n[[events]]\nkind = "join"\ncont = 5', "unknown field 'cont'"),
+    ('duration = 100\n[[events]]\nkind = "join"\nat = 500', "at must be >= 0 and <= 100"),
+    ('duration = 100\n[[events]]\nkind = "nuke"\nfraction = 3', "fraction must be >= 0"),
+    ('duration = 100\n[[events]]\nkind = "nuke"\nclass = "gpu"', "'gpu' is not a node class"),
+    ('duration = 100\n[[events]]\nkind = "puts"\npayload = 20000', "payload must be <="),
+    ('duration = 100\n[[events]]\nkind = "puts"\nwriters = 1.5', "must be a whole number"),
+    ('duration = 100\n[[events]]\nkind = "crash"\nkeep_disk = 1', "must be true or false"),
+    ('duration = 100\n[[events]]\nkind = "partition"\nsizes = [0.7, 0.7]', "add up to at"),
+    ("duration = 100\nclasses = { datacenter = -1 }", "datacenter must be >= 0"),
+    ('duration = 100\n[config]\nk = "x"', "config: k must be a number"),
+    ("duration = 100\n[config]\nrto = { floor = 1 }", "rto cannot be set"),
+    (
+        'duration = 100\n[sweep]\nevent = "nuke"\nfield = "fraction"\nvalues = [0.5]',
+        "sweep: the scenario has no 'nuke' event",
+    ),
+    (
+        'duration = 100\n[[events]]\nkind = "nuke"\n'
+        '[sweep]\nevent = "nuke"\nfield = "fraction"\nvalues = [0.5, 2]',
+        "a value must be >= 0 and <= 1, got 2",
+    ),
+    ('engine = "recover"\nkill = 1', "kill must be >= 0 and < 1, got 1"),
+    ('engine = "recover"\nthink = 0', "think must be > 0, got 0"),
+    ('engine = "recover"\nnodes = "x"', "nodes must be a number"),
+    ('engine = "recover"\nseeds = []', "seeds must be a list"),
+]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("text", "words"), BAD_SCENARIOS)
+def test_a_bad_scenario_file_is_refused_before_it_runs(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    path = _write(tmp_path, "bad", text + "\n")
+    with pytest.raises((ScenarioError, ValueError)) as err:
+        if is_recover_scenario(path):
+            load_spec(path)
+        else:
+            load_scenario(path)
+    message = str(err.value)
+    assert words in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.timeout(10)
+def test_a_scenario_that_sets_every_event_field_loads(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "full",
+        """
+duration = 600
+classes = { datacenter = 2, pizero = 1 }
+[config]
+k = 8
+refresh_interval = 60.0
+handoff = false
+[[events]]
+kind = "join"
+count = 10
+over = 5
+[[events]]
+kind = "puts"
+at = 10
+count = 5
+writers = 2
+payload = 100
+class = "pizero"
+[[events]]
+kind = "partition"
+at = 20
+sizes = [0.5, 0.5]
+[[events]]
+kind = "crash"
+at = 30
+fraction = 0.2
+keep_disk = false
+restart_after = 10
+[[events]]
+kind = "churn"
+at = 40
+until = 500
+mean_lifetime = 100
+shape = 0.7
+downtime = 30
+keep_disk = 0.5
+[[events]]
+kind = "waves"
+at = 50
+every = 20
+fraction = 0.1
+until = 0.5
+""",
+    )
+    sc = load_scenario(path)
+    assert [e.kind for e in sc.events] == ["join", "puts", "partition", "crash", "churn", "waves"]
+    assert sc.config.k == 8 and not sc.config.handoff
 
 
 @pytest.mark.timeout(60)
