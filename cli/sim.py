@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from netsim import ScenarioError, find_scenario, list_scenarios, recoversim, run_scenario
+from netsim import (
+    ScenarioError,
+    find_scenario,
+    list_scenarios,
+    load_scenario,
+    recoversim,
+    run_scenario,
+)
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -60,6 +67,11 @@ def sim(
     if recoversim.is_recover_scenario(path):
         _sim_recover(path, seed, nodes, out, console, err)
         return
+    try:
+        load_scenario(path)  # a bad file is refused before the bar appears
+    except ScenarioError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -88,6 +100,12 @@ def _sim_recover(
     path: Path, seed: int, nodes: int | None, out: Path | None, console: Console, err: Console
 ) -> None:
     """A survivor-recovery scenario (`engine = "recover"`): netsim.recoversim, real trio nodes."""
+    try:  # a bad file is refused before the bar appears
+        spec = recoversim.load_spec(path)
+        (spec if nodes is None else spec.scaled(nodes)).check()
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),

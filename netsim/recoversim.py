@@ -132,6 +132,11 @@ class RecoverSpec:
         """The same shape with `nodes` nodes: an all-pinning mesh stays all-pinning."""
         return replace(self, nodes=nodes)
 
+    def check(self) -> None:
+        """ValueError if the counts do not fit together (each value is checked on load)."""
+        if not 1 <= self.authors <= (self.pinners or self.nodes) <= self.nodes:
+            raise ValueError("need 1 <= authors <= pinners <= nodes")
+
 
 def is_recover_scenario(path: Path) -> bool:
     try:
@@ -405,8 +410,7 @@ async def nuke_recover(
     rng = random.Random(derive_seed(seed, "nuke-recover"))
     config = NodeConfig(k=spec.k, require_membership=True)
     n_pin = spec.pinners or spec.nodes
-    if not 1 <= spec.authors <= n_pin <= spec.nodes:
-        raise ValueError("need 1 <= authors <= pinners <= nodes")
+    spec.check()
     async with trio.open_nursery() as nursery:
         await nursery.start(net.run)
         swarm = MeshSwarm(net, nursery, config)

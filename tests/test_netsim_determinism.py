@@ -57,13 +57,28 @@ def _app() -> typer.Typer:
 
 
 @pytest.mark.timeout(60)
-def test_cli_bad_scenario_is_one_line_and_exit_2() -> None:
+def test_cli_bad_scenario_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["sim", "no-such-scenario"])
     assert result.exit_code == 2
     assert "unknown scenario 'no-such-scenario'" in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(_app(), ["sim", "/nonexistent/x.toml"])
     assert result.exit_code == 2
+    typo = tmp_path / "typo.toml"  # `fracton`: once silently the default fraction
+    typo.write_text(
+        'duration = 60\n[[events]]\nkind = "join"\n[[events]]\nkind = "nuke"\nfracton = 0.9\n'
+    )
+    result = CliRunner().invoke(_app(), ["sim", str(typo)])
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"error: scenario {typo}: event 2 (nuke): unknown field 'fracton'"
+        " (known: at, fraction, class)\n"
+    )
+    crowded = tmp_path / "crowded.toml"  # a recover scenario: checked before its bar too
+    crowded.write_text('engine = "recover"\nnodes = 50\nauthors = 9\n')
+    result = CliRunner().invoke(_app(), ["sim", str(crowded), "--nodes", "5"])
+    assert result.exit_code == 2, result.output
+    assert result.output == "error: need 1 <= authors <= pinners <= nodes\n"
 
 
 @pytest.mark.timeout(60)
