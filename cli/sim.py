@@ -132,6 +132,13 @@ def _sim_recover(
         raise typer.Exit(1)
 
 
+def _two(pcts: dict[str, float], a: str, b: str, fmt: str, unit: str = "") -> str:
+    """Two percentiles, or dashes when no lookup succeeded (a node alone has no peers)."""
+    if a not in pcts:
+        return "— / —"
+    return f"{fmt.format(pcts[a])} / {fmt.format(pcts[b])}{unit}"
+
+
 def _pct(x: Any) -> str:
     return "—" if x is None else f"{100 * x:.2f}%"
 
@@ -164,8 +171,8 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             ("lookup success", _pct(lk["success_ratio"])),
             ("true closest found", _pct(lk["closest_found_ratio"])),
             ("true 20 closest held (mean)", f"{lk['true_k_overlap_mean']:.2f}"),
-            ("hops p50 / p90", f"{lk['hops']['p50']:g} / {lk['hops']['p90']:g}"),
-            ("latency p50 / p99", f"{lat['p50']:.3f} / {lat['p99']:.3f} s"),
+            ("hops p50 / p90", _two(lk["hops"], "p50", "p90", "{:g}")),
+            ("latency p50 / p99", _two(lat, "p50", "p99", "{:.3f}", " s")),
         ]
         for cls, c in sorted(lk["by_class"].items()):
             out.append((f"  {cls} lookups failed", _pct(c["timeout_ratio"])))

@@ -101,3 +101,16 @@ def test_cli_runs_a_scenario_and_writes_outputs(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "lookup success" in result.output
     assert (tmp_path / "metrics.json").is_file()
+
+
+@pytest.mark.timeout(60)
+def test_cli_summary_of_a_one_node_network(tmp_path: Path) -> None:
+    # Alone, a node's lookups all fail: no hop or latency percentiles to show.
+    result = CliRunner().invoke(
+        _app(), ["sim", "lookup-10k", "--nodes", "1", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "datacenter lookups failed" in result.output and "100.00%" in result.output
+    assert "— / —" in result.output
+    assert (tmp_path / "lookup_latency_cdf.png").is_file()
