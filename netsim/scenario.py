@@ -210,7 +210,7 @@ EVENT_FIELDS: dict[str, dict[str, Rule | str]] = {
         "until": _SECONDS,
         "mean_lifetime": number_rule(0.0, above=True),
         "shape": number_rule(0.0, above=True),
-        "downtime": _SECONDS,
+        "downtime": number_rule(0.0, above=True),  # the mean of an exponential
         "keep_disk": _FRACTION,
     },
     "nuke": {"fraction": _FRACTION, "class": _CLASS},

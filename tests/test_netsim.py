@@ -68,6 +68,7 @@ BAD_SCENARIOS = [
     ('duration = 100\n[[events]]\nkind = "puts"\npayload = 20000', "payload must be <="),
     ('duration = 100\n[[events]]\nkind = "puts"\nwriters = 1.5', "must be a whole number"),
     ('duration = 100\n[[events]]\nkind = "crash"\nkeep_disk = 1', "must be true or false"),
+    ('duration = 100\n[[events]]\nkind = "churn"\ndowntime = 0', "downtime must be > 0"),
     ('duration = 100\n[[events]]\nkind = "partition"\nsizes = [0.7, 0.7]', "add up to at"),
     ("duration = 100\nclasses = { datacenter = -1 }", "datacenter must be >= 0"),
     ('duration = 100\n[config]\nk = "x"', "config: k must be a number"),
