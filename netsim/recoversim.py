@@ -745,8 +745,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     path = Path(a.scenario)
     if path.suffix != ".toml":
         path = SCENARIO_DIR / f"{a.scenario}.toml"
+    if not path.is_file():
+        p.error(f"no scenario {a.scenario!r} (no file {path})")
     if not is_recover_scenario(path):
         p.error(f"{path} is not a recover scenario (engine = {ENGINE!r})")
+    try:  # a bad file is refused before the bar appears
+        spec = load_spec(path)
+        (spec if a.nodes is None else spec.scaled(a.nodes)).check()
+    except ValueError as e:
+        p.error(str(e))
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]{task.description}"),
