@@ -131,7 +131,7 @@ def test_table_lru_bound() -> None:
     for node_id in ids[:3]:
         table.sample(node_id, 0.5)
     table.timeout_for(ids[0])  # use ids[0]: ids[1] is now the least recently used
-    table.get(ids[3])
+    table.sample(ids[3], 0.5)
     assert len(table) == 3
     assert ids[1] not in table and ids[0] in table and ids[3] in table
     table.backoff(ids[4])
