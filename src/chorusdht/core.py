@@ -63,6 +63,7 @@ from .messages import (
     challenge_payload,
     decode_message,
     encode_message,
+    shared_node_info,
 )
 from .ops import BootstrapOp, GetOp, LookupOp, Op, PutOp, SingleRpcOp
 from .records import (
@@ -1072,7 +1073,7 @@ class NodeCore:
         for c in self.healthy_closest(target, n, exclude):
             info = c.wire  # made once per contact and address (the table clears it)
             if not isinstance(info, NodeInfo):
-                info = c.wire = NodeInfo(c.node_id, c.addr[0], c.addr[1])
+                info = c.wire = shared_node_info(c.node_id, c.addr[0], c.addr[1])
             out.append(info)
         return tuple(out)
 

@@ -50,6 +50,7 @@ __all__ = [
     "challenge_payload",
     "decode_message",
     "encode_message",
+    "shared_node_info",
 ]
 
 PROTOCOL_VERSION = 1
@@ -75,6 +76,13 @@ class NodeInfo:
     node_id: bytes
     host: str
     port: int
+
+
+# One NodeInfo per (id, host, port) in the process, however many tables hold that
+# contact: netsim runs thousands of nodes in one process, and each table made its
+# own copy for its replies (~56 bytes per contact). Frozen, so sharing is safe;
+# bounded like routing's caches (1 << 17 contacts: a 100,000-node simulation).
+shared_node_info = functools.lru_cache(maxsize=1 << 17)(NodeInfo)
 
 
 @dataclass(frozen=True, slots=True)
