@@ -156,3 +156,57 @@ def test_table_never_exceeds_its_bound(keys: list[int], bound: int) -> None:
         assert len(table) <= bound
     # The survivors are exactly the `bound` most recently used ids.
     assert {k for k in range(21) if k.to_bytes(32, "big") in table} == set(recent[-bound:])
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["sample", "backoff", "discard", "timeout"]),
+            st.integers(0, 9),
+            st.floats(0.0, 5.0),
+        ),
+        max_size=120,
+    ),
+    bound=st.integers(1, 6),
+)
+def test_table_matches_one_estimator_per_id(ops: list[tuple[str, int, float]], bound: int) -> None:
+    # The table stores its state in flat arrays with reused slots; a dict of
+    # RttEstimators with the same LRU rule must give the same timeouts, always.
+    table = RttTable(max_entries=bound)
+    model: dict[int, RttEstimator] = {}  # in LRU order, like the table
+
+    def use(key: int, create: bool) -> RttEstimator | None:
+        est = model.pop(key, None)
+        if est is None:
+            if not create:
+                return None
+            est = RttEstimator()
+            if len(model) >= bound:
+                del model[next(iter(model))]
+        model[key] = est
+        return est
+
+    for op, key, rtt in ops:
+        node_id = key.to_bytes(32, "big")
+        if op == "sample":
+            table.sample(node_id, rtt)
+            est = use(key, True)
+            assert est is not None
+            est.sample(rtt)
+        elif op == "backoff":
+            table.backoff(node_id)
+            est = use(key, True)
+            assert est is not None
+            est.backoff()
+        elif op == "discard":
+            table.discard(node_id)
+            model.pop(key, None)
+        else:
+            est = use(key, False)
+            assert table.timeout_for(node_id) == (est.timeout() if est else DEFAULT_RTO.initial)
+        assert len(table) == len(model) <= bound
+        for k in model:
+            assert k.to_bytes(32, "big") in table
+    for k, e in model.items():  # reads last: they refresh the LRU order on both sides
+        assert table.timeout_for(k.to_bytes(32, "big")) == e.timeout()
