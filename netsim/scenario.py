@@ -216,6 +216,8 @@ EVENT_FIELDS: dict[str, dict[str, Rule | str]] = {
     "nuke": {"fraction": _FRACTION, "class": _CLASS},
     "waves": {"every": number_rule(0.0, above=True), "fraction": _FRACTION, "until": _FRACTION},
 }
+LINK_FIELDS = ("loss", "duplicate", "reorder")  # netsim.network.LinkModel
+CLASS_FIELDS = ("rtt_min", "rtt_max", "loss", "think")  # netsim.network.NodeClass
 TOP_LEVEL = frozenset(
     {
         "nodes",
@@ -281,8 +283,18 @@ def _parse(name: str, question: str, data: dict[str, Any]) -> Scenario:
         if key in data:
             check_field("", key, data[key], check, {})
     duration = float(data["duration"])
+    network = data.get("network", {})
+    for key, value in network.items():
+        if key not in LINK_FIELDS:
+            raise ValueError(f"network: unknown field {key!r} (known: {', '.join(LINK_FIELDS)})")
+        check_field("network", key, value, number_rule(0.0, 1.0, below=True), {})
     classes = dict(DEFAULT_CLASSES)
     for cname, spec in data.get("classdef", {}).items():
+        for key, value in spec.items():
+            if key not in CLASS_FIELDS:
+                names = ", ".join(CLASS_FIELDS)
+                raise ValueError(f"classdef.{cname}: unknown field {key!r} (known: {names})")
+            check_field(f"classdef.{cname}", key, value, number_rule(0.0), {})
         base = classes.get(cname)
         merged = {
             "rtt_min": spec.get("rtt_min", base.rtt_min if base else None),
@@ -368,7 +380,7 @@ def _parse(name: str, question: str, data: dict[str, Any]) -> Scenario:
         events=tuple(events),
         classes=classes,
         mix=mix,
-        link=LinkModel(**data.get("network", {})),
+        link=LinkModel(**network),
         config=config,
         fast_crypto=bool(data.get("fast_crypto", False)),
         wire=delivery == "bytes",

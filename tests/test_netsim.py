@@ -71,6 +71,9 @@ BAD_SCENARIOS = [
     ('duration = 100\n[[events]]\nkind = "churn"\ndowntime = 0', "downtime must be > 0"),
     ('duration = 100\n[[events]]\nkind = "partition"\nsizes = [0.7, 0.7]', "add up to at"),
     ("duration = 100\nclasses = { datacenter = -1 }", "datacenter must be >= 0"),
+    ("duration = 100\n[network]\nlost = 0.1", "network: unknown field 'lost'"),
+    ('duration = 100\n[network]\nloss = "x"', "network: loss must be a number"),
+    ("duration = 100\n[classdef.pizero]\nrtt_mn = 0.1", "unknown field 'rtt_mn'"),
     ('duration = 100\n[config]\nk = "x"', "config: k must be a number"),
     ("duration = 100\n[config]\nrto = { floor = 1 }", "rto cannot be set"),
     (
