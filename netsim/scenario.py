@@ -352,6 +352,11 @@ def _parse(name: str, question: str, data: dict[str, Any]) -> Scenario:
     sweep = None
     if "sweep" in data:
         s = data["sweep"]
+        for key in s:
+            if key not in ("event", "field", "values"):
+                raise ValueError(f"sweep: unknown field {key!r} (known: event, field, values)")
+        if not isinstance(s.get("values", []), list):
+            raise ValueError("sweep: values must be a list, e.g. [0.5, 0.9]")
         sweep = (str(s["event"]), str(s["field"]), tuple(s["values"]))
         kind, key, values = sweep
         if not any(e.kind == kind for e in events):

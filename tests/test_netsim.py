@@ -85,6 +85,11 @@ BAD_SCENARIOS = [
         '[sweep]\nevent = "nuke"\nfield = "fraction"\nvalues = [0.5, 2]',
         "a value must be >= 0 and <= 1, got 2",
     ),
+    (
+        'duration = 100\n[[events]]\nkind = "nuke"\n'
+        '[sweep]\nevent = "nuke"\nfield = "fraction"\nvalues = 0.5',
+        "sweep: values must be a list",
+    ),
     ('engine = "recover"\nkill = 1', "kill must be >= 0 and < 1, got 1"),
     ('engine = "recover"\nthink = 0', "think must be > 0, got 0"),
     ('engine = "recover"\nnodes = "x"', "nodes must be a number"),
