@@ -182,12 +182,12 @@ def text_rule(v: Any) -> str | None:
 def _sizes(v: Any) -> str | None:
     if not isinstance(v, list) or len(v) < 2:
         return "must be a list of at least two fractions, e.g. [0.5, 0.5]"
-    for x in v:
-        if number_rule(0.0, 1.0, above=True)(x) is not None:
-            return "must hold fractions in (0, 1]"
+    if any(_SHARE(x) is not None for x in v):
+        return "must hold fractions in (0, 1]"
     return "must add up to at most 1" if sum(v) > 1.0 + 1e-9 else None
 
 
+_SHARE = number_rule(0.0, 1.0, above=True)  # one group of a partition
 _FRACTION = number_rule(0.0, 1.0)
 _COUNT = number_rule(0, whole=True)
 _SECONDS = number_rule(0.0)

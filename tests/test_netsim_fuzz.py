@@ -32,6 +32,7 @@ def _toml(value: Any) -> str:
 
 
 fraction = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0])
+_class_mix = st.lists(st.sampled_from(CLASSES), min_size=1, max_size=3, unique=True)
 
 
 @st.composite
@@ -84,9 +85,6 @@ def scenario(draw: st.DrawFn) -> str:
         lines.append("[[events]]")
         lines += [f"{k} = {_toml(v)}" for k, v in ev.items()]
     return "\n".join(lines) + "\n"
-
-
-_class_mix = st.lists(st.sampled_from(CLASSES), min_size=1, max_size=3, unique=True)
 
 
 @pytest.mark.timeout(300)

@@ -134,23 +134,32 @@ class RttTable:
         self._rto = array("d")
         self._free: list[int] = []  # slots of discarded ids
 
-    def _slot(self, node_id: bytes) -> int:
-        """The slot of `node_id`, a fresh one if missing; marks it recently used."""
+    def _touch(self, node_id: bytes) -> int | None:
+        """The slot of `node_id`, marked recently used; None if it has none."""
         slots = self._slots
         i = slots.pop(node_id, None)
-        if i is None:
-            if len(slots) >= self.max_entries:
-                i = slots.pop(next(iter(slots)))  # the least recently used gives up its slot
-            elif self._free:
-                i = self._free.pop()
-            else:
-                i = len(self._srtt)
-                self._srtt.append(0.0)
-                self._rttvar.append(0.0)
-                self._rto.append(0.0)
-            self._srtt[i] = math.nan
-            self._rttvar[i] = 0.0
-            self._rto[i] = self.config.initial
+        if i is not None:
+            slots[node_id] = i
+        return i
+
+    def _slot(self, node_id: bytes) -> int:
+        """The slot of `node_id`, a fresh one if missing; marks it recently used."""
+        i = self._touch(node_id)
+        if i is not None:
+            return i
+        slots = self._slots
+        if len(slots) >= self.max_entries:
+            i = slots.pop(next(iter(slots)))  # the least recently used gives up its slot
+        elif self._free:
+            i = self._free.pop()
+        else:
+            i = len(self._srtt)
+            self._srtt.append(0.0)
+            self._rttvar.append(0.0)
+            self._rto.append(0.0)
+        self._srtt[i] = math.nan
+        self._rttvar[i] = 0.0
+        self._rto[i] = self.config.initial
         slots[node_id] = i
         return i
 
@@ -160,14 +169,8 @@ class RttTable:
         None (the id is not known yet, e.g. a bootstrap address) or an id with
         no entry gets `config.initial`; no entry is created for it.
         """
-        if node_id is None:
-            return self.config.initial
-        slots = self._slots
-        i = slots.pop(node_id, None)
-        if i is None:
-            return self.config.initial
-        slots[node_id] = i
-        return self._rto[i]
+        i = None if node_id is None else self._touch(node_id)
+        return self.config.initial if i is None else self._rto[i]
 
     def sample(self, node_id: bytes, rtt: float) -> None:
         """Fold in an RTT sample for `node_id` (Karn: never from a retransmission)."""
