@@ -101,8 +101,7 @@ def _sim_recover(
 ) -> None:
     """A survivor-recovery scenario (`engine = "recover"`): netsim.recoversim, real trio nodes."""
     try:  # a bad file is refused before the bar appears
-        spec = recoversim.load_spec(path)
-        (spec if nodes is None else spec.scaled(nodes)).check()
+        recoversim.load_sized_spec(path, nodes)
     except ValueError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -85,6 +85,7 @@ __all__ = [
     "Progress",
     "RecoverSpec",
     "is_recover_scenario",
+    "load_sized_spec",
     "load_spec",
     "main",
     "nuke_recover",
@@ -192,6 +193,15 @@ def load_spec(path: Path) -> RecoverSpec:
         if line.lstrip("# ").strip()
     )
     return RecoverSpec(name=path.stem, question=question, **data)
+
+
+def load_sized_spec(path: Path, nodes: int | None = None) -> RecoverSpec:
+    """`load_spec`, scaled to `nodes` when given, with its counts checked; ValueError."""
+    spec = load_spec(path)
+    if nodes is not None:
+        spec = spec.scaled(nodes)
+    spec.check()
+    return spec
 
 
 def _comment_lines(text: str) -> int:
@@ -707,9 +717,7 @@ def run_file(
     patience: float | None = None,
 ) -> list[dict[str, Any]]:
     """Run a recover scenario file for each seed (default: the file's `seeds`)."""
-    spec = load_spec(path)
-    if nodes is not None:
-        spec = spec.scaled(nodes)
+    spec = load_sized_spec(path, nodes)
     if patience is not None:
         spec = replace(spec, patience=patience)
     runs = []
@@ -750,8 +758,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not is_recover_scenario(path):
         p.error(f"{path} is not a recover scenario (engine = {ENGINE!r})")
     try:  # a bad file is refused before the bar appears
-        spec = load_spec(path)
-        (spec if a.nodes is None else spec.scaled(a.nodes)).check()
+        load_sized_spec(path, a.nodes)
     except ValueError as e:
         p.error(str(e))
     console = Console(stderr=True)
