@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chorusdht.routing import SHARED_IDS_DEFAULT, share_ids
+
 from .engine import Simulator
 from .metrics import Recorder, rnd
 from .scenario import Scenario, find_scenario, load_scenario
@@ -32,6 +34,8 @@ PROGRESS_STEPS = 200  # progress callbacks per run: smooth bar, negligible cost
 
 def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[str, Any]:
     """Run one scenario (no sweep) and return its metrics."""
+    # Every table of the run shares one int per contact id (see routing.share_ids).
+    share_ids(max(SHARED_IDS_DEFAULT, 2 * sc.nodes))
     sim = Simulator(
         seed=seed,
         config=sc.config,

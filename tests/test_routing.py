@@ -10,18 +10,20 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from chorusdht.errors import LocalError
+from chorusdht.errors import ConfigError, LocalError
 from chorusdht.ids import ID_BITS, id_to_int, int_to_id
 from chorusdht.routing import (
     REJECT_OWN_ID,
     REJECT_SUBNET_LIMIT,
     REJECT_TABLE_CAP,
+    SHARED_IDS_DEFAULT,
     Added,
     BucketFull,
     Contact,
     Rejected,
     RoutingTable,
     Updated,
+    share_ids,
     subnet_group,
 )
 
@@ -573,3 +575,20 @@ def test_closest_exclude_and_small_n() -> None:
     ]
     assert table.closest(nid(4), 0) == []
     assert len(table.closest(nid(4), 100)) == 8
+
+
+def test_share_ids_shares_int_forms_between_tables() -> None:
+    """netsim raises the shared-id capacity; two tables then hold one int per id."""
+    share_ids(64)
+    big = nid((1 << 200) + 7)  # not one of CPython's cached small ints
+    try:
+        a, b = RoutingTable(nid(0), 20), RoutingTable(nid(1 << 255), 20)
+        a.offer(big, public(7), 1.0)
+        b.offer(big, public(7), 1.0)
+        ca, cb = a.get(big), b.get(big)
+        assert ca is not None and cb is not None
+        assert ca.int_id is cb.int_id and ca.int_id == id_to_int(big)
+        with pytest.raises(ConfigError, match="at least 1"):
+            share_ids(0)
+    finally:
+        share_ids(SHARED_IDS_DEFAULT)

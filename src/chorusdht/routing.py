@@ -54,6 +54,7 @@ __all__ = [
     "Rejected",
     "RoutingTable",
     "Updated",
+    "share_ids",
     "subnet_group",
 ]
 
@@ -540,10 +541,20 @@ class RoutingTable:
         return None
 
 
-# The int form of a contact's id, one object per id process-wide: a node sits in
-# ~100 tables of a simulation, and each 256-bit int is 60 bytes. Pure, so sharing
-# is safe; bounded like subnet_group's cache.
-_shared_int = functools.lru_cache(maxsize=_GROUP_CACHE_SIZE * 2)(id_to_int)
+# The int form of a contact's id, one object per id process-wide: in a simulation a
+# node sits in ~100 tables, and each 256-bit int is 60 bytes. A real node has one
+# table and gains little, so the default is small (~1 MB); netsim raises it with
+# `share_ids` for its node count. Pure, so sharing is safe.
+SHARED_IDS_DEFAULT = 4096
+_shared_int = functools.lru_cache(maxsize=SHARED_IDS_DEFAULT)(id_to_int)
+
+
+def share_ids(capacity: int) -> None:
+    """Keep up to `capacity` contact ids' int forms shared process-wide (starts empty)."""
+    global _shared_int
+    if capacity < 1:
+        raise ConfigError(f"share_ids needs a capacity of at least 1, got {capacity}")
+    _shared_int = functools.lru_cache(maxsize=capacity)(id_to_int)
 
 
 def _to_end(d: dict[bytes, Contact], key: bytes) -> None:
