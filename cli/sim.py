@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .common import unwritable_dir
+from .common import fail, unwritable_dir
 
 __all__ = ["sim"]
 
@@ -52,17 +52,13 @@ def sim(
     try:
         path = find_scenario(scenario)
     except ScenarioError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e), 2) from None
     if nodes is not None and nodes < 1:
-        err.print("[red]error:[/red] --nodes must be at least 1", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        raise fail("--nodes must be at least 1", 2)
     if out is not None:
         problem = unwritable_dir(out)
         if problem is not None:  # say so now, not after an hour-long run
-            message = f"[red]error:[/red] cannot write to {out}: {problem}"
-            err.print(message, highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            raise fail(f"cannot write to {out}: {problem}", 2)
     console = Console()
     if recoversim.is_recover_scenario(path):
         _sim_recover(path, seed, nodes, out, console, err)
@@ -70,8 +66,7 @@ def sim(
     try:
         load_scenario(path)  # a bad file is refused before the bar appears
     except ScenarioError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e), 2) from None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -87,8 +82,7 @@ def sim(
         try:
             metrics = run_scenario(scenario, seed=seed, nodes=nodes, out=out, progress=progress)
         except ScenarioError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise fail(str(e), 2) from None
     console.print(summary_table(metrics))
     wall = metrics["wall"]
     console.print(f"wall {wall['seconds']} s, peak RSS {wall['peak_rss_mib']} MiB")
@@ -103,8 +97,7 @@ def _sim_recover(
     try:  # a bad file is refused before the bar appears
         recoversim.load_sized_spec(path, nodes)
     except ValueError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e), 2) from None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -120,8 +113,7 @@ def _sim_recover(
         try:
             runs = recoversim.run_file(path, [seed], nodes=nodes, out=out, progress=progress)
         except ValueError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise fail(str(e), 2) from None
     console.print(recoversim.summary_table(runs))
     if out is not None:
         console.print(f"wrote {out / 'metrics.json'}")

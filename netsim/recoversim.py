@@ -142,7 +142,7 @@ class RecoverSpec:
 def is_recover_scenario(path: Path) -> bool:
     try:
         return tomllib.loads(path.read_text()).get("engine") == ENGINE
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8 or not TOML: load_scenario says so
         return False
 
 

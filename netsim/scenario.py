@@ -123,6 +123,8 @@ def find_scenario(name_or_path: str) -> Path:
     """A shipped scenario's name ("lookup-10k") or a path to a .toml file."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
+        if candidate.is_dir():
+            raise ScenarioError(f"{name_or_path} is a directory, not a scenario file")
         if not candidate.is_file():
             raise ScenarioError(f"no scenario file at {name_or_path}")
         return candidate
@@ -163,12 +165,17 @@ def number_rule(
         if whole and not isinstance(v, int):
             return "must be a whole number"
         if v < low or (above and v == low) or v > high or (below and v == high):
-            lo = f"> {low:g}" if above else f">= {low:g}"
-            hi = f" and < {high:g}" if below else f" and <= {high:g}"
+            lo = f"> {_num(low)}" if above else f">= {_num(low)}"
+            hi = f" and < {_num(high)}" if below else f" and <= {_num(high)}"
             return f"must be {lo}" + (hi if high != math.inf else "")
         return None
 
     return check
+
+
+def _num(x: float) -> str:
+    """A bound as people write it: 31,622,400 rather than 3.16224e+07, 0.5 as 0.5."""
+    return f"{int(x):,}" if math.isfinite(x) and x == int(x) else f"{x:g}"
 
 
 def flag_rule(v: Any) -> str | None:
@@ -257,6 +264,8 @@ def load_scenario(path: Path) -> Scenario:
         data = tomllib.loads(text)
     except OSError as e:
         raise ScenarioError(f"cannot read scenario {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"scenario {path} is not a text file (TOML is UTF-8)") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"scenario {path} is not valid TOML: {e}") from None
     try:
@@ -267,15 +276,41 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"scenario {path}: {e}") from None
 
 
+MAX_DURATION = 366 * 86400.0  # a year of virtual time; beyond it a run would not end
+
+# The top-level keys that hold tables rather than values, and how to write them.
+_TABLES = {
+    "network": "[network] table",
+    "config": "[config] table",
+    "classes": "[classes] table",
+    "sweep": "[sweep] table",
+    "classdef": "[classdef.NAME] table",
+}
+
+
+def _check_shapes(data: dict[str, Any]) -> None:
+    """Tables where tables belong (`events = 5` is not a list of events)."""
+    for key, form in _TABLES.items():
+        if key in data and not isinstance(data[key], dict):
+            raise ValueError(f"{key} must be a {form}")
+    for cname, spec in data.get("classdef", {}).items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"classdef.{cname} must be a [classdef.{cname}] table")
+    events = data.get("events", [])
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ValueError("events must be [[events]] tables, one per event")
+
+
 def _parse(name: str, question: str, data: dict[str, Any]) -> Scenario:
     for key in data:
         if key not in TOP_LEVEL:
             raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(TOP_LEVEL))})")
     if "duration" not in data:
         raise ValueError("missing 'duration' (virtual seconds)")
+    _check_shapes(data)
     for key, check in (
         ("nodes", number_rule(1, whole=True)),
-        ("duration", number_rule(0.0, above=True)),
+        ("duration", number_rule(0.0, MAX_DURATION, above=True)),
         ("sample_every", number_rule(0.0, above=True)),
         ("fast_crypto", flag_rule),
         ("count_bytes", flag_rule),

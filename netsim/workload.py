@@ -326,17 +326,23 @@ class Workload:
         cls = ev.get("class")
         live = self.sim.live_nodes()
         pool = [n for n in live if cls is None or n.cls.name == cls]
-        victims = self.sim.rng.sample(pool, round(fraction * len(pool)))
+        count = round(fraction * len(pool))
+        if fraction < 1:  # "99%" of 50 nodes leaves one survivor, not none
+            count = max(0, min(count, len(pool) - 1))
+        victims = self.sim.rng.sample(pool, count)
         self._kill(victims, keep_disk=False)
         held = self._holders()
         kept = sum(1 for key in self.acked if held.get(key, 0) > 0)
+        # The bound of the fraction actually killed, of all live nodes: rounding at a
+        # small size, or a nuke of one class, makes it differ from `fraction`.
+        killed = len(victims) / len(live) if live else 0.0
         self.rec.nukes.append(
             {
                 "t": rnd(now),
                 "fraction": fraction,
                 "class": cls,
                 "killed": len(victims),
-                "bound": rnd(1 - fraction**self.k),
+                "bound": rnd(1 - killed**self.k),
                 "held_fraction": rnd(kept / len(self.acked)) if self.acked else None,
             }
         )

@@ -1172,3 +1172,27 @@ def test_repair_all_pushes_every_held_key_to_its_closest_once_per_quarter_interv
     net.run_for(cfg.repair_delay + 10)
     assert writer.stats["mass_repairs"] == 1
     assert all(c.store.get(key) is None for c in cores[1:])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"republish_interval": 0.0}, "republish_interval must be a positive number of seconds"),
+        ({"refresh_interval": -1.0}, "refresh_interval must be a positive number"),
+        ({"stale_probe_interval": float("nan")}, "stale_probe_interval must be a positive"),
+        ({"repair_delay": float("inf")}, "repair_delay must be a positive"),
+        ({"k": 0}, "k must be a whole number from 1 to 1024, got 0"),
+        ({"k": 10**20}, "k must be a whole number from 1 to 1024"),
+        ({"subnet_limit": 0}, "subnet_limit must be a whole number at least 1, got 0"),
+        ({"republish_jitter": float("nan")}, "republish_jitter must be from 0 to 1"),
+        ({"admit_below": 0}, "admit_below must be a whole number at least 1"),
+    ],
+)
+def test_config_refuses_values_that_would_misbehave(
+    overrides: dict[str, object], words: str
+) -> None:
+    """A zero republish interval once spun a node's timer forever (it ignored SIGTERM)."""
+    with pytest.raises(ValueError) as err:
+        NodeConfig(**overrides)  # type: ignore[arg-type]
+    assert words in str(err.value)
+    NodeConfig(admit_below=None, max_contacts=None, rate_limit_global=None)  # None: off

@@ -55,7 +55,8 @@ def test_every_shipped_scenario_loads_and_says_what_it_answers() -> None:
 # traceback mid-run (or, for think = 0, never ended).
 BAD_SCENARIOS = [
     ("nodes = 10", "missing 'duration'"),
-    ("nodes = 10\nduration = -5", "duration must be > 0, got -5"),
+    ("nodes = 10\nduration = -5", "duration must be > 0 and <= 31,622,400, got -5"),
+    ("nodes = 10\nduration = 1e300", "duration must be > 0 and <= 31,622,400, got 1e+300"),
     ("nodes = 0\nduration = 50", "nodes must be >= 1, got 0"),
     ("nodes = 10\nduraton = 100", "unknown key 'duraton'"),
     ("duration = 100\n[[events]]\nat = 5", "event 1: needs a kind"),
@@ -75,6 +76,11 @@ BAD_SCENARIOS = [
     ('duration = 100\n[network]\nloss = "x"', "network: loss must be a number"),
     ("duration = 100\n[classdef.pizero]\nrtt_mn = 0.1", "unknown field 'rtt_mn'"),
     ('duration = 100\n[config]\nk = "x"', "config: k must be a number"),
+    ("duration = 100\n[config]\nrepublish_interval = 0", "republish_interval must be a positive"),
+    ("duration = 100\n[config]\nk = 5000", "k must be a whole number from 1 to 1024, got 5000"),
+    ("duration = 100\nevents = 5", "events must be [[events]] tables"),
+    ("duration = 100\nnetwork = 3", "network must be a [network] table"),
+    ("duration = 100\n[classdef]\npizero = 3", "classdef.pizero must be a [classdef.pizero]"),
     ("duration = 100\n[config]\nrto = { floor = 1 }", "rto cannot be set"),
     (
         'duration = 100\n[sweep]\nevent = "nuke"\nfield = "fraction"\nvalues = [0.5]',
@@ -222,6 +228,16 @@ def test_nuke_small_keeps_the_analytic_bound(tmp_path: Path) -> None:
         # the refresh and repair_all brought the copies to the survivors' closest.
         assert rec["retrievable"] == rec["held_at_nuke"], (label, rec)
         assert run["gets"]["after_nuke"]["wrong_value"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_99_percent_nuke_of_a_small_mesh_leaves_a_survivor() -> None:
+    """round(0.99 * 50) is 50: the 99% column of `sim nuke-overlay --nodes 50` once
+    killed every node. The bound is then that of the fraction actually killed."""
+    run = run_scenario("nuke-overlay", seed=1, nodes=30)["runs"]["fraction=0.99"]
+    (nuke,) = run["nukes"]
+    assert nuke["killed"] == 29 and run["live_at_end"] == 1
+    assert nuke["bound"] == pytest.approx(1 - (29 / 30) ** 20, abs=1e-6)
 
 
 @pytest.mark.timeout(60)

@@ -79,6 +79,19 @@ def test_cli_bad_scenario_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["sim", str(crowded), "--nodes", "5"])
     assert result.exit_code == 2, result.output
     assert result.output == "error: need 1 <= authors <= pinners <= nodes\n"
+    binary = tmp_path / "binary.toml"  # not UTF-8: once a UnicodeDecodeError traceback
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    result = CliRunner().invoke(_app(), ["sim", str(binary)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: scenario {binary} is not a text file (TOML is UTF-8)\n"
+    result = CliRunner().invoke(_app(), ["sim", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: {tmp_path} is a directory, not a scenario file\n"
+    tables = tmp_path / "tables.toml"  # the message's [[events]] is text, not rich markup
+    tables.write_text("duration = 60\nevents = 5\n")
+    result = CliRunner().invoke(_app(), ["sim", str(tables)])
+    assert result.exit_code == 2, result.output
+    assert "events must be [[events]] tables" in result.output
 
 
 @pytest.mark.timeout(60)

@@ -162,3 +162,12 @@ def test_cli_init_grinds_and_join_refuses_a_key_that_does_not_fit(tmp_path: Path
     assert "does not meet the id puzzle of 16 bits" in lines[0]
     res = runner.invoke(app, ["join", "-d", str(plain), "--puzzle-bits", "40"])
     assert res.exit_code == 2 and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\x9e\xff\x00" * 30, b"chorusdht-ed25519-v1\nzz\n"])
+def test_a_corrupt_key_file_is_one_config_error(tmp_path: Path, content: bytes) -> None:
+    """Binary garbage once escaped as a UnicodeDecodeError traceback from `init`/`join`."""
+    path = tmp_path / "node.key"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="corrupt key file"):
+        Identity.load(path)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .records import DEFAULT_MAX_RECORD
 from .rto import RtoConfig
 
-__all__ = ["MAX_PUZZLE_BITS", "NodeConfig"]
+__all__ = ["MAX_K", "MAX_PUZZLE_BITS", "NodeConfig"]
 
 MAX_PUZZLE_BITS = 32  # 2^32 key generations is days of grinding: beyond any sane setting
 
@@ -128,11 +129,60 @@ class NodeConfig:
     overlay must meet it, its own id included (`Identity.generate(puzzle_bits=...)`)."""
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.alpha < 1 or self.lookup_settle < 1:
-            raise ValueError("k, alpha and lookup_settle must be at least 1")
-        if self.write_quorum < 1:
-            raise ValueError("write_quorum must be at least 1")
-        if self.address_book < 0:
-            raise ValueError("address_book must be at least 0")
-        if not 0 <= self.id_puzzle_bits <= MAX_PUZZLE_BITS:
-            raise ValueError(f"id_puzzle_bits must be between 0 and {MAX_PUZZLE_BITS}")
+        """Refuse values that would misbehave later: a zero interval spins a timer
+        forever, a NaN compares false with every deadline. One line naming the field."""
+        for name, low, high in _INT_RANGES:
+            value = getattr(self, name)
+            if value is None and name in _MAY_BE_NONE:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                span = f"at least {low}" if high == _BIG else f"from {low} to {high}"
+                raise ValueError(f"{name} must be a whole number {span}, got {value!r}")
+        for name in _INTERVALS:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not 0 <= self.republish_jitter <= 1:  # also false for NaN
+            raise ValueError(f"republish_jitter must be from 0 to 1, got {self.republish_jitter!r}")
+
+
+MAX_K = 1024  # replies carry at most MAX_CONTACTS_PER_REPLY anyway; beyond this is a typo
+_BIG = 1 << 62  # "no practical limit" for counts and byte sizes
+# (field, lowest, highest) for every whole-number setting.
+_INT_RANGES: tuple[tuple[str, int, int], ...] = (
+    ("k", 1, MAX_K),
+    ("alpha", 1, MAX_K),
+    ("lookup_settle", 1, MAX_K),
+    ("write_quorum", 1, MAX_K),
+    ("retries", 0, 100),
+    ("address_book", 0, _BIG),
+    ("evict_after_failures", 1, 1000),
+    ("rate_limit_per_ip", 1, _BIG),
+    ("rate_limit_global", 1, _BIG),
+    ("max_store_bytes", 0, _BIG),
+    ("max_bytes_per_origin", 0, _BIG),
+    ("max_record", 1, _BIG),
+    ("subnet_limit", 1, _BIG),
+    ("max_contacts", 1, _BIG),
+    ("republish_batch", 1, _BIG),
+    ("admit_below", 1, _BIG),
+    ("verify_queue", 1, _BIG),
+    ("id_puzzle_bits", 0, MAX_PUZZLE_BITS),
+)
+_MAY_BE_NONE = frozenset(
+    {
+        "rate_limit_per_ip",
+        "rate_limit_global",
+        "max_store_bytes",
+        "max_bytes_per_origin",
+        "max_contacts",
+        "admit_below",
+    }
+)
+_INTERVALS = (
+    "refresh_interval",
+    "republish_interval",
+    "repair_delay",
+    "stale_probe_interval",
+    "contacts_save_interval",
+)

@@ -121,6 +121,8 @@ class Identity:
             raise ConfigError(f"no key file at {path} (run `chorusdht init`)") from None
         except OSError as e:
             raise ConfigError(f"cannot read key file {path}: {e.strerror}") from None
+        except UnicodeDecodeError:  # binary garbage: the file is ASCII when we write it
+            raise ConfigError(f"corrupt key file {path}: not a chorusdht key") from None
         lines = text.split()
         if len(lines) != 2 or lines[0] != _KEY_FILE_HEADER:
             raise ConfigError(f"corrupt key file {path}: not a chorusdht key")
