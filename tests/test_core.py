@@ -1196,3 +1196,21 @@ def test_config_refuses_values_that_would_misbehave(
         NodeConfig(**overrides)  # type: ignore[arg-type]
     assert words in str(err.value)
     NodeConfig(admit_below=None, max_contacts=None, rate_limit_global=None)  # None: off
+
+
+def test_a_timer_that_rearms_itself_with_no_delay_returns_control() -> None:
+    """handle_timer fires only timers set before the call: a self-rearming timer due
+    `now` once kept a node inside one call forever, deaf to SIGTERM."""
+    core = NodeCore(identity(98), MemoryStore(), rng=random.Random(98), now=0.0)
+    fired: list[float] = []
+
+    def again(now: float) -> None:
+        fired.append(now)
+        core.schedule(now, again)
+
+    core.schedule(5.0, again)
+    core.handle_timer(5.0)
+    assert fired == [5.0]
+    assert core.get_timer() == 5.0  # still due: the driver comes back at once
+    core.handle_timer(5.0)
+    assert fired == [5.0, 5.0]

@@ -420,8 +420,12 @@ class NodeCore:
         return timers[0][0] if timers else None
 
     def handle_timer(self, now: float) -> None:
+        """Fire the timers due by `now` that were set before this call. One a handler
+        sets for `now` or earlier waits for the next call, so the driver gets control
+        (and can stop) between rounds even if something re-arms itself with no delay."""
         timers = self._timers
-        while timers and timers[0][0] <= now:
+        last = self._timer_seq
+        while timers and timers[0][0] <= now and timers[0][1] <= last:
             heapq.heappop(timers)[2](now)
 
     def next_event(self) -> Event | None:
