@@ -108,7 +108,8 @@ def _sim_recover(
         task = bar.add_task(path.stem, total=1.0, stage="")
 
         def progress(_seed: int, stage: str, done: float, total: float) -> None:
-            bar.update(task, completed=done / total if total else 1.0, stage=stage)
+            what = recoversim.stage_text(stage, done, total)
+            bar.update(task, completed=recoversim.overall(stage, done, total), stage=what)
 
         try:
             runs = recoversim.run_file(path, [seed], nodes=nodes, out=out, progress=progress)
@@ -116,7 +117,7 @@ def _sim_recover(
             raise fail(str(e), 2) from None
     console.print(recoversim.summary_table(runs))
     if out is not None:
-        console.print(f"wrote {out / 'metrics.json'}")
+        console.print(f"wrote {out / 'metrics.json'} and {out / 'recovered.png'}")
     if not runs[0]["ok"]:
         failed = ", ".join(k for k, v in runs[0]["must_hold"].items() if not v)
         err.print(f"[red]must-hold failed:[/red] {failed}", highlight=False)

@@ -7,6 +7,10 @@ Three figures, each drawn for every run of a sweep:
 - `lookup_latency_cdf.png`: the CDF of successful lookup latencies;
 - `recovered.png`: the fraction of acknowledged chunks still held over time, and
   after each nuke the retrievable fraction next to the bound 1 − f^k.
+
+A figure with nothing to draw (no chunk stored, no lookup done) says so in its middle
+rather than being blank. Survivor-recovery scenarios (netsim.recoversim) get their own
+`recovered.png` from `write_recover_plots`: what each survivor recovered.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen first
+from matplotlib.ticker import MaxNLocator
 
-__all__ = ["write_plots"]
+__all__ = ["write_plots", "write_recover_plots"]
 
 DPI = 100  # 640x480 PNGs: readable, a few tens of KB each
 
@@ -46,6 +51,8 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
     ax.axhline(k, color="grey", linewidth=0.8, label=f"k = {k}")
     ax.set(xlabel="virtual time (h)", ylabel="live replicas per chunk", title="Replicas per key")
     _legend(ax)
+    if not any(run["replicas"] for _, run in runs):
+        _nothing(ax, "no chunk was stored in this scenario")
     paths.append(_save(fig, out / "replicas.png"))
 
     fig, ax = plt.subplots()
@@ -60,6 +67,8 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
         title="Lookup latency CDF",
     )
     _legend(ax)
+    if not any(run["lookups"].get("latency_cdf") for _, run in runs):
+        _nothing(ax, "no lookup succeeded in this scenario")
     paths.append(_save(fig, out / "lookup_latency_cdf.png"))
 
     fig, ax = plt.subplots()
@@ -84,8 +93,49 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
         ylim=(0, 1.05),
     )
     _legend(ax)
+    if not any(run["replicas"] or run["nukes"] for _, run in runs):
+        _nothing(ax, "no chunk was stored in this scenario")
     paths.append(_save(fig, out / "recovered.png"))
     return paths
+
+
+def write_recover_plots(runs: list[dict[str, Any]], out: Path) -> list[Path]:
+    """`recovered.png` of a survivor-recovery run: per survivor, the entries it
+    recovered as a fraction of all appended, against those acked before the kill and
+    those some survivor still held (what a recovery can reach at most)."""
+    fig, ax = plt.subplots()
+    for run in runs:
+        appended = run["appended"] or 1
+        got = [r["entries"] / appended for r in run["recoveries"]]
+        xs = list(range(1, len(got) + 1))
+        ax.plot(xs, got, marker="o", linestyle="", label=f"seed {run['seed']}: recovered")
+        acked = run["acked_before_cutoff"] / appended
+        label = f"seed {run['seed']}: acked before the kill"
+        ax.axhline(acked, color="red", linewidth=0.8, label=label)
+        if "survived_anywhere" in run:
+            held = run["survived_anywhere"] / appended
+            label = f"seed {run['seed']}: held by a survivor"
+            ax.axhline(held, color="grey", linestyle="--", linewidth=0.8, label=label)
+    ax.set(
+        xlabel="survivor (one recovery each)",
+        ylabel="fraction of appended entries",
+        title="Entries recovered by each survivor",
+        ylim=(0, 1.05),
+    )
+    most = max((len(run["recoveries"]) for run in runs), default=0)
+    ax.set_xlim(0.5, most + 0.5)
+    if most <= 20:  # survivors are counted: whole-number ticks
+        ax.set_xticks(range(1, most + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend(ax)
+    if not any(run["recoveries"] for run in runs):
+        _nothing(ax, "no survivor ran a recovery")
+    return [_save(fig, out / "recovered.png")]
+
+
+def _nothing(ax: Any, why: str) -> None:
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
 def _save(fig: Any, path: Path) -> Path:

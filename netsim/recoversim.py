@@ -82,6 +82,7 @@ from .trionet import SimNet, deterministic_trio
 
 __all__ = [
     "ENGINE",
+    "STAGES",
     "Progress",
     "RecoverSpec",
     "is_recover_scenario",
@@ -89,7 +90,9 @@ __all__ = [
     "load_spec",
     "main",
     "nuke_recover",
+    "overall",
     "run_spec",
+    "stage_text",
 ]
 
 ENGINE = "recover"  # the `engine` value that routes a scenario file here, not to the heapq engine
@@ -102,8 +105,26 @@ Progress = Callable[[str, float, float], None]
 """progress(stage, done, total); stages: "nodes", "mesh", "write", "settle", "recover"."""
 
 
+STAGES = ("nodes", "mesh", "write", "settle", "recover")  # in the order a run reports them
+
+
 def _no_progress(stage: str, done: float, total: float) -> None:
     pass
+
+
+def overall(stage: str, done: float, total: float) -> float:
+    """A run's progress from 0 to 1, each stage an equal share. It reaches 1 only at
+    the end of the last stage: a progress bar stops its elapsed clock at 1."""
+    part = min(max(done / total, 0.0), 1.0) if total else 1.0  # write starts before t0
+    return (STAGES.index(stage) + part) / len(STAGES)
+
+
+def stage_text(stage: str, done: float, total: float) -> str:
+    """What a progress bar shows beside itself: "write 12/60 min", "recover 2/3"."""
+    done = max(done, 0.0)
+    if stage == "write":
+        return f"{stage} {done / 60:.0f}/{total / 60:.0f} min"
+    return f"{stage} {done:.0f}/{total:.0f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -729,8 +750,11 @@ def run_file(
 
         runs.append(run_spec(spec, seed, progress=one))
         if out is not None:  # after every seed, so a long sweep keeps what it has
+            from .plots import write_recover_plots  # matplotlib only when plots are asked for
+
             out.mkdir(parents=True, exist_ok=True)
             (out / "metrics.json").write_text(metrics_json(runs))
+            write_recover_plots(runs, out)
     return runs
 
 
@@ -745,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("scenario", help="nuke99-chorus, nuke-overlay-recover, or a .toml path")
     p.add_argument("--seed", type=int, nargs="+", default=None, help="default: the file's seeds")
     p.add_argument("--nodes", type=int, default=None, help="override the node count")
-    p.add_argument("--out", type=Path, default=None, help="write metrics.json here")
+    p.add_argument("--out", type=Path, default=None, help="write metrics.json and a plot here")
     p.add_argument(
         "--patience", type=float, default=None, help="recover(patience=...), virtual seconds"
     )
@@ -784,14 +808,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 return
             if seed not in tasks:
                 tasks[seed] = bar.add_task(f"seed {seed}", total=1.0, what="")
-            what = f"{stage} {done / 60:.0f}/{total / 60:.0f} min" if stage == "write" else (
-                f"{stage} {done:.0f}/{total:.0f}")  # fmt: skip
-            bar.update(tasks[seed], completed=done / total if total else 1.0, what=what)
+            what = stage_text(stage, done, total)
+            bar.update(tasks[seed], completed=overall(stage, done, total), what=what)
 
         runs = run_file(path, a.seed, nodes=a.nodes, out=a.out, progress=show, patience=a.patience)
     Console().print(summary_table(runs))
     if a.out is not None:
-        Console().print(f"wrote {a.out / 'metrics.json'}")
+        Console().print(f"wrote {a.out / 'metrics.json'} and {a.out / 'recovered.png'}")
     sys.exit(0 if all(r["ok"] for r in runs) else 1)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cli.main import app
 from netsim import recoversim
-from netsim.recoversim import RecoverSpec, load_spec, run_spec
+from netsim.recoversim import RecoverSpec, load_spec, overall, run_spec
 from netsim.scenario import SCENARIO_DIR
 from typer.testing import CliRunner
 
@@ -43,7 +43,16 @@ def _assert_must_hold(m: dict[str, object]) -> None:
 @pytest.mark.timeout(120)
 def test_nuke_all_pinning_recovers_every_early_acked_entry_exactly() -> None:
     """Writes run right up to the kill; each survivor's recovery is exact for the acked past."""
-    m = run_spec(SMALL_CHORUS, 1, virtual_limit=2 * HOUR)
+    shown: list[float] = []
+    m = run_spec(
+        SMALL_CHORUS,
+        1,
+        virtual_limit=2 * HOUR,
+        progress=lambda stage, done, total: shown.append(overall(stage, done, total)),
+    )
+    # One bar over the whole run: it once restarted at every stage, and a bar's
+    # elapsed clock stops for good the first time it reaches the end.
+    assert shown == sorted(shown) and shown[-1] == 1.0 and shown.count(1.0) == 1
     _assert_must_hold(m)
     assert m["survivors"] == 6 and len(m["recoveries"]) == 6
     assert m["acked_before_cutoff"] >= 4 * 8  # ~10 entries per author, minus the last minute
@@ -159,3 +168,4 @@ def test_chorusdht_sim_runs_a_recover_scenario(tmp_path: Path) -> None:
     assert "covers_acked" in res.output
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["ok"] is True and set(doc["seeds"]) == {"3"}
+    assert (out / "recovered.png").read_bytes().startswith(b"\x89PNG")  # README: --out plots
