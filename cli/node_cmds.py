@@ -28,9 +28,19 @@ from chorusdht import (
 )
 
 from .client import call
-from .common import DataDirOpt, JsonOpt, data_dir_from, fail, one_line_errors, out
+from .common import (
+    DataDirOpt,
+    JsonOpt,
+    data_dir_from,
+    fail,
+    one_line_errors,
+    out,
+    positive_seconds,
+)
 
 __all__ = ["init", "join", "status"]
+
+MAX_K = 1024  # as NodeConfig will bound it: a reply carries far fewer contacts, more is a typo
 
 
 PuzzleOpt = Annotated[
@@ -113,7 +123,11 @@ def join(
     puzzle_bits: PuzzleOpt = 0,
     json_logs: Annotated[bool, typer.Option(help="Machine-readable JSON log lines.")] = False,
     bootstrap_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for a bootstrap node to answer.")
+        float,
+        typer.Option(
+            help="Seconds the join may take: a bootstrap node answering, then the lookups "
+            "that fill the routing table (a dead bootstrap node costs ~3 s of it)."
+        ),
     ] = 10.0,
 ) -> None:
     """Run a node in the foreground until Ctrl-C or SIGTERM (a restart rejoins by itself).
@@ -121,6 +135,13 @@ def join(
     Example: chorusdht join --listen 127.0.0.1:4001 --bootstrap 127.0.0.1:4000
     """
     d = data_dir_from(data_dir)
+    if not 1 <= k <= MAX_K:
+        raise fail(f"--k must be from 1 to {MAX_K}, got {k}", 2)
+    if subnet_limit < 1:
+        raise fail(f"--subnet-limit must be at least 1, got {subnet_limit}", 2)
+    positive_seconds(republish, "--republish")
+    positive_seconds(sync_interval, "--sync-interval")
+    positive_seconds(bootstrap_timeout, "--bootstrap-timeout")
     with one_line_errors():
         listen_addr = parse_addr(listen)
         seeds = [parse_addr(b) for b in bootstrap or []]

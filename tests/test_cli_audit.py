@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli.main import app
 from typer.testing import CliRunner
 
-from .test_cli_process import CHORUSDHT, NodeProc, free_port, ok
+from .test_cli import one_error_line
+from .test_cli_process import CHORUSDHT, NodeProc, fails, free_port, ok
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -23,6 +27,97 @@ runner = CliRunner()
 MESH = "ab" * 32
 RECOVER = ["recover", "--mesh", MESH, "--bootstrap", "127.0.0.1:1"]
 TERMINAL_ENV = os.environ | {"TERM": "xterm", "COLUMNS": "200"}
+
+
+# ---- usage errors: exit 2, one line naming the option (no node needed) -------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["recover", "--mesh", "1888", "--bootstrap", "127.0.0.1:1"], "bad mesh id '1888'"),
+        ([*RECOVER, "--expect-root", "zz"], "bad root 'zz'"),
+        (["recover", "--mesh", MESH, "--bootstrap", "bad"], "bad address 'bad'"),
+        ([*RECOVER, "--listen", "bogus"], "bad address 'bogus'"),
+        ([*RECOVER, "--out", "/proc/no-such-dir"], "cannot write to /proc/no-such-dir"),
+        ([*RECOVER, "--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
+        ([*RECOVER, "--timeout", "-5"], "--timeout must be a positive number of seconds"),
+        ([*RECOVER, "--timeout", "nan"], "--timeout must be a positive number of seconds"),
+        ([*RECOVER, "--patience", "nan"], "--patience must be at least 0"),
+    ],
+)
+def test_recover_usage_errors_exit_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert message in line
+    assert "--patience" not in line or "--patience" in message  # --timeout 0 is not --patience
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--subnet-limit", "0", "--subnet-limit must be at least 1, got 0"),
+        ("--k", "0", "--k must be from 1 to 1024, got 0"),
+        ("--k", "5000", "--k must be from 1 to 1024, got 5000"),
+        ("--republish", "0", "--republish must be a positive number of seconds, got 0"),
+        ("--republish", "nan", "--republish must be a positive number of seconds, got nan"),
+        ("--sync-interval", "-1", "--sync-interval must be a positive number of seconds"),
+        ("--sync-interval", "nan", "--sync-interval must be a positive number of seconds"),
+        ("--bootstrap-timeout", "0", "--bootstrap-timeout must be a positive number of seconds"),
+        ("--bootstrap-timeout", "nan", "--bootstrap-timeout must be a positive number"),
+    ],
+)
+def test_join_refuses_bad_options_by_name(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    result = runner.invoke(
+        app, ["join", "-d", str(tmp_path), "--listen", "127.0.0.1:0", option, value]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in one_error_line(result)
+
+
+# ---- against a running founder node ------------------------------------------------------
+
+
+@dataclass
+class Founder:
+    root: Path
+    data_dir: str
+    port: int
+    team: str  # a plain mesh
+    sec: str  # an encrypted mesh holding one entry
+
+
+@pytest.fixture(scope="module")
+def founder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Founder]:
+    root = tmp_path_factory.mktemp("audit")
+    d = root / "n1"
+    ok("init", "-d", str(d))
+    node = NodeProc(d, free_port(), "--sync-interval", "1")
+    try:
+        node.wait_for("ready")
+        team = ok("mesh", "create", "team", "-d", str(d)).splitlines()[-1]
+        sec = ok("mesh", "create", "sec", "--encrypt", "-d", str(d)).splitlines()[-1]
+        ok("append", "sealed entry", "--mesh", sec, "-d", str(d))
+        yield Founder(root, str(d), node.port, team, sec)
+    finally:
+        if node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
+
+
+def test_join_timeout_says_a_bootstrap_node_answered(founder: Founder, tmp_path: Path) -> None:
+    d = str(tmp_path / "late")
+    ok("init", "-d", d)
+    dead, live = f"127.0.0.1:{free_port()}", f"127.0.0.1:{founder.port}"
+    line = fails(
+        "join", "-d", d, "--listen", "127.0.0.1:0", "--bootstrap", dead, "--bootstrap", live,
+        "--bootstrap-timeout", "2",
+    )  # fmt: skip
+    assert "the join did not finish within 2s: a bootstrap node answered" in line
+    assert "no bootstrap node answered" not in line
 
 
 # ---- A: `log --follow` says so when its node stops ---------------------------------------
