@@ -137,6 +137,8 @@ def recover_cmd(
                 report = trio.run(run)
             except trio.TooSlowError:
                 raise fail(f"recovery did not finish within {timeout:g}s") from None
+        if key is not None and (problem := _key_problem(report)) is not None:
+            raise fail(problem, 2)  # as `mesh follow` says it; nothing is written
         try:
             memory, phase = write_outputs(report, out_dir)
         except OSError as e:
@@ -154,6 +156,16 @@ def recover_cmd(
                 "other: run again in a minute, or with --patience 60"
             )
     raise typer.Exit(exit_code(report))
+
+
+def _key_problem(r: RecoveryReport) -> str | None:
+    """Why the mesh key given does not fit the recovered mesh (as `Mesh.set_key` would
+    refuse it), or None."""
+    if not r.encrypted:
+        return f"mesh {r.mesh.hex()[:16]}… is not encrypted: it takes no key"
+    if r.sealed and r.sealed == r.entries:
+        return f"wrong mesh key: it opens none of the sealed entries of mesh {r.mesh.hex()[:16]}…"
+    return None
 
 
 def report_json(r: RecoveryReport, memory: Path, phase: Path) -> dict[str, object]:

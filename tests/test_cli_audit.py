@@ -108,6 +108,16 @@ def founder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Founder]:
             node.proc.wait(timeout=10)
 
 
+def test_recover_refuses_a_wrong_mesh_key(founder: Founder) -> None:
+    out = founder.root / "rec"
+    common = ["--bootstrap", f"127.0.0.1:{founder.port}", "--listen", "127.0.0.1:0"]
+    common += ["--out", str(out), "--timeout", "30", "--mesh-key", "00" * 32]
+    line = fails("recover", "--mesh", founder.sec, *common, code=2)
+    assert "wrong mesh key: it opens none of the sealed entries" in line
+    assert "takes no key" in fails("recover", "--mesh", founder.team, *common, code=2)
+    assert not (out / "memory.jsonl").exists()
+
+
 def test_join_timeout_says_a_bootstrap_node_answered(founder: Founder, tmp_path: Path) -> None:
     d = str(tmp_path / "late")
     ok("init", "-d", d)
