@@ -7,6 +7,7 @@ processes on loopback, most of them against one founder node shared by the modul
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -106,6 +107,30 @@ def founder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Founder]:
         if node.proc.poll() is None:
             os.killpg(node.proc.pid, signal.SIGKILL)
             node.proc.wait(timeout=10)
+
+
+def _mesh_names(data_dir: str) -> list[str]:
+    status = ok("status", "--json", "-d", data_dir)
+    return sorted(m["name"] for m in json.loads(status)["meshes"])
+
+
+def test_mesh_create_checks_the_key_file_before_creating(founder: Founder) -> None:
+    d = founder.data_dir
+    bad = "/proc/no-such-dir/team.key"
+    line = fails("mesh", "create", "vault", "--encrypt", "--key-file", bad, "-d", d)
+    assert line.startswith(f"error: cannot write {bad}: ")
+    assert "exists: will not overwrite" in fails(
+        "mesh", "create", "vault", "--encrypt", "--key-file", str(founder.root), "-d", d
+    )
+    assert _mesh_names(d) == ["sec", "team"]  # no mesh was founded half-way
+
+
+def test_mesh_create_again_says_it_exists(founder: Founder) -> None:
+    d = founder.data_dir
+    line = fails("mesh", "create", "sec", "--encrypt", "-d", d)
+    assert line == f"error: mesh 'sec' already exists (id {founder.sec})"
+    line = fails("mesh", "create", "team", "-d", d)
+    assert line == f"error: mesh 'team' already exists (id {founder.team})"
 
 
 def test_recover_refuses_a_wrong_mesh_key(founder: Founder) -> None:

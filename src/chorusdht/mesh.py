@@ -184,7 +184,8 @@ class Mesh:
         encrypt: bool = False,
         key: bytes | None = None,
     ) -> Mesh:
-        """Found a new mesh with `author` (default: the node's own key) as founder.
+        """Found a new mesh with `author` (default: the node's own key) as founder;
+        LocalError when the node already follows it (same author, name and policy).
 
         `encrypt` makes an encrypted mesh: its payloads are sealed with `key` (default:
         a fresh random one, then `mesh.key`), which members must get out of band.
@@ -194,6 +195,8 @@ class Mesh:
             policy = Policy(max_roster=policy.max_roster, encrypted=True)
             key = key if key is not None else new_mesh_key()
         genesis = make_genesis(author, name, policy)
+        if genesis.key in node.meshes:  # the same founder, name and policy: the same id
+            raise LocalError(f"mesh {name!r} already exists (id {genesis.key.hex()})")
         mesh = cls(node, genesis, author, pin=pin, clock=clock, key=key)
         mesh._keep(genesis)
         mesh._keep(mesh.view.roster())
