@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,7 @@ from cli.main import app
 from typer.testing import CliRunner
 
 from .test_cli import one_error_line
-from .test_cli_process import CHORUSDHT, NodeProc, fails, free_port, ok
+from .test_cli_process import CHORUSDHT, NodeProc, cli, fails, free_port, ok
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -28,6 +31,37 @@ runner = CliRunner()
 MESH = "ab" * 32
 RECOVER = ["recover", "--mesh", MESH, "--bootstrap", "127.0.0.1:1"]
 TERMINAL_ENV = os.environ | {"TERM": "xterm", "COLUMNS": "200"}
+
+
+def on_terminal(args: list[str], stream: str, timeout: float = 30.0) -> tuple[bytes, bytes, int]:
+    """Run `chorusdht ARGS` with `stream` ("stdout" or "stderr") on a pseudo-terminal and
+    the other on a pipe; return (terminal bytes, pipe bytes, exit status)."""
+    master, slave = pty.openpty()
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: slave}
+    proc = subprocess.Popen([CHORUSDHT, *args], env=TERMINAL_ENV, **streams)  # type: ignore[call-overload]
+    os.close(slave)
+    seen = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed its end of the terminal
+                    break
+                if not data:
+                    break
+                seen += data
+            elif proc.poll() is not None:
+                break
+        pipe = proc.stdout if stream == "stderr" else proc.stderr
+        assert pipe is not None
+        return bytes(seen), pipe.read(), proc.wait(timeout=timeout)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # ---- usage errors: exit 2, one line naming the option (no node needed) -------------------
@@ -141,6 +175,44 @@ def test_recover_refuses_a_wrong_mesh_key(founder: Founder) -> None:
     assert "wrong mesh key: it opens none of the sealed entries" in line
     assert "takes no key" in fails("recover", "--mesh", founder.team, *common, code=2)
     assert not (out / "memory.jsonl").exists()
+
+
+def test_append_measures_huge_input_before_reading_it(founder: Founder) -> None:
+    huge = founder.root / "huge.bin"
+    with huge.open("wb") as f:
+        f.truncate(200_000_000)  # sparse: nothing is written to disk
+    t0 = time.monotonic()
+    line = fails("append", "--file", str(huge), "--mesh", founder.team, "-d", founder.data_dir)
+    assert time.monotonic() - t0 < 10
+    assert line.startswith("error: TOO_LARGE: payload is 200000000 bytes, the limit is ")
+    res = cli("append", "--mesh", founder.team, "-d", founder.data_dir, stdin="x" * 2_000_000)
+    assert res.returncode == 1
+    assert "TOO_LARGE: payload is over 1048576 bytes, the limit is " in res.stderr
+
+
+def test_stdin_loses_one_trailing_newline_a_file_none(founder: Founder) -> None:
+    d, team = founder.data_dir, founder.team
+    assert cli("append", "--mesh", team, "-d", d, stdin="from a pipe\n").returncode == 0
+    assert cli("append", "--mesh", team, "-d", d, stdin="two\n\n").returncode == 0
+    f = founder.root / "note.txt"
+    f.write_text("a file\n")
+    ok("append", "--file", str(f), "--mesh", team, "-d", d)
+    rows = [json.loads(r) for r in ok("log", "--json", "--mesh", team, "-d", d).splitlines()]
+    assert [r["payload"] for r in rows[-3:]] == ["from a pipe", "two\n", "a file\n"]
+
+
+def test_get_keeps_raw_bytes_off_a_terminal(founder: Founder) -> None:
+    blob = founder.root / "blob.bin"
+    payload = bytes(range(256)) * 11 + b"\xff" * 184  # 3000 bytes, not UTF-8
+    blob.write_bytes(payload)
+    d = founder.data_dir
+    digest = ok("append", "--file", str(blob), "--mesh", founder.team, "-d", d).split()[-1]
+    piped = subprocess.run([CHORUSDHT, "get", digest, "-d", d], capture_output=True, timeout=30)
+    assert piped.returncode == 0 and piped.stdout == payload  # redirected: the bytes
+    shown, stderr, code = on_terminal(["get", digest, "-d", d], "stdout")
+    assert code == 0
+    assert shown.strip() == b"<3000 bytes>"
+    assert b"redirect" in stderr
 
 
 def test_join_timeout_says_a_bootstrap_node_answered(founder: Founder, tmp_path: Path) -> None:

@@ -369,6 +369,7 @@ class Daemon:
             "pending_replication": mesh.pending_replication,
             "encrypted": mesh.encrypted,
             "has_key": mesh.key is not None,
+            "payload_limit": mesh.payload_limit,
         }
         if members:  # the detailed view: worth a pass over the timeline
             out["members"] = sorted(m.hex() for m in mesh.view.members())

@@ -356,6 +356,12 @@ class Mesh:
             return 0
         return sum(self.payload(c) is None for c in self.log.timeline())
 
+    @property
+    def payload_limit(self) -> int:
+        """The largest payload `append` takes, in bytes."""
+        limit = self.core.config.max_record - ENVELOPE_SLACK
+        return limit - SEAL_OVERHEAD if self.encrypted else limit
+
     # ---- the public API -----------------------------------------------------
 
     async def admit(self, member: bytes) -> Cert:
@@ -379,9 +385,7 @@ class Mesh:
         """Write an entry. It is durable here first; `wait` says whether to await replicas."""
         if not self.view.is_member(self.id, self.author.public_key):
             raise ValidationError(ErrorCode.NOT_MEMBER, "this key is not a member of the mesh")
-        limit = self.core.config.max_record - ENVELOPE_SLACK
-        if self.encrypted:
-            limit -= SEAL_OVERHEAD
+        limit = self.payload_limit
         if len(payload) > limit:
             raise ValidationError(
                 ErrorCode.TOO_LARGE, f"payload is {len(payload)} bytes, the limit is {limit}"
