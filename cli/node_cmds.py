@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Annotated, Any
 
@@ -32,6 +35,7 @@ from .common import (
     DataDirOpt,
     JsonOpt,
     data_dir_from,
+    err,
     fail,
     one_line_errors,
     out,
@@ -41,6 +45,7 @@ from .common import (
 __all__ = ["init", "join", "status"]
 
 MAX_K = 1024  # as NodeConfig will bound it: a reply carries far fewer contacts, more is a typo
+PUZZLE_REFRESH = 0.1  # s between updates of the puzzle progress line
 
 
 PuzzleOpt = Annotated[
@@ -77,13 +82,35 @@ def init(data_dir: DataDirOpt = None, puzzle_bits: PuzzleOpt = 0) -> None:
                 out.print(f"already initialised: {d}")
             else:
                 d.mkdir(parents=True, exist_ok=True)
-                ident = Identity.generate(puzzle_bits)
+                with _puzzle_progress(puzzle_bits) as progress:
+                    ident = Identity.generate(puzzle_bits, progress)
                 ident.save(key)
                 out.print(f"initialised {d}")
         except OSError as e:
             raise fail(f"cannot create {d}: {e.strerror}") from None
     out.print(f"node id:    {ident.node_id.hex()}")
     out.print(f"public key: {ident.public_key.hex()}")
+
+
+@contextmanager
+def _puzzle_progress(bits: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress callback for grinding a `bits`-bit id puzzle: a spinner on stderr with
+    the keys tried, or None when stderr is no terminal or there is no puzzle."""
+    if bits == 0 or not err.is_terminal:
+        yield None
+        return
+    start = last = time.monotonic()
+    text = f"grinding a {bits}-bit id puzzle (~{2**bits:,} keys expected)"
+    with err.status(text) as spinner:
+
+        def progress(tries: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PUZZLE_REFRESH:
+                last = now
+                spinner.update(f"{text}: {tries:,} tried, {now - start:.0f}s")
+
+        yield progress
 
 
 def join(

@@ -22,6 +22,8 @@ import pytest
 from cli.main import app
 from typer.testing import CliRunner
 
+from chorusdht import Identity, puzzle_ok
+
 from .test_cli import one_error_line
 from .test_cli_process import CHORUSDHT, NodeProc, cli, fails, free_port, ok
 
@@ -111,6 +113,33 @@ def test_join_refuses_bad_options_by_name(
     )
     assert result.exit_code == 2, result.output
     assert message in one_error_line(result)
+
+
+# ---- G: the id puzzle shows its progress on a terminal, and only there -------------------
+
+
+def test_key_grinding_reports_each_miss() -> None:
+    seen: list[int] = []
+    ident = Identity.generate(6, seen.append)
+    assert puzzle_ok(ident.node_id, 6)
+    assert seen == list(range(1, len(seen) + 1))
+    assert puzzle_ok(Identity.generate(0, seen.append).node_id, 0)
+
+
+def test_init_shows_puzzle_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    shown, stdout, code = on_terminal(
+        ["init", "-d", str(tmp_path / "t"), "--puzzle-bits", "8"], "stderr"
+    )
+    assert code == 0
+    assert b"8-bit id puzzle" in shown
+    assert stdout.decode().splitlines()[0] == f"initialised {tmp_path / 't'}"
+    piped = runner.invoke(app, ["init", "-d", str(tmp_path / "p"), "--puzzle-bits", "8"])
+    assert piped.exit_code == 0 and piped.stderr == ""
+    assert [line.split(":")[0] for line in piped.stdout.splitlines()] == [
+        f"initialised {tmp_path / 'p'}",
+        "node id",
+        "public key",
+    ]
 
 
 # ---- against a running founder node ------------------------------------------------------
