@@ -9,6 +9,7 @@ prints one line); no node behind the socket becomes `NoNodeRunning`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -86,7 +87,10 @@ class ControlClient:
         return reply
 
     def close(self) -> None:
-        self._file.close()
+        """Close the connection. A node that went away leaves unsent bytes to flush: that
+        OSError is dropped, or it would hide the error `call` raised about it."""
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._sock.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ __all__ = [
     "mesh_key_from",
     "one_line_errors",
     "out",
+    "positive_seconds",
     "unwritable_dir",
 ]
 
@@ -112,10 +114,17 @@ def mesh_key_from(key_file: Path | None, mesh_key: str | None) -> bytes | None:
     return None
 
 
+def positive_seconds(value: float, option: str) -> None:
+    """Refuse (exit 2) a duration option that is not a finite number of seconds above 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise fail(f"{option} must be a positive number of seconds, got {value:g}", 2)
+
+
 @contextmanager
-def one_line_errors() -> Iterator[None]:
-    """A ChorusError inside becomes one line on stderr and exit status 1."""
+def one_line_errors(code: int = 1) -> Iterator[None]:
+    """A ChorusError inside becomes one line on stderr and exit status `code`
+    (1; 2 around the checks of a command's arguments: a usage error)."""
     try:
         yield
     except ChorusError as e:
-        raise fail(str(e)) from None
+        raise fail(str(e), code) from None

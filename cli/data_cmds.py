@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from chorusdht import ChorusError, parse_hex_id, parse_memory_line
+from chorusdht import ChorusError, ErrorCode, parse_hex_id, parse_memory_line
 
 from .client import NodeReplyError, call, connect
 from .common import DataDirOpt, JsonOpt, MeshOpt, data_dir_from, err, fail, one_line_errors, out
@@ -23,6 +23,10 @@ __all__ = ["append", "get", "import_", "log", "phase"]
 
 IMPORT_BATCH = 64  # lines per control request: the bar moves, a request stays small
 FOLLOW_POLL = 1.0  # s between timeline polls of `log --follow`
+# Input to append over this many bytes is measured against the mesh's payload limit
+# (asked of the node) before it is read: no mesh of default config takes even 16 KiB,
+# and a 200 MB file should not be read, base64-encoded and sent only to be refused.
+LARGE_INPUT = 1024 * 1024
 
 
 class Wait(StrEnum):
@@ -37,7 +41,7 @@ def append(
     ] = None,
     mesh: MeshOpt = None,
     file: Annotated[
-        Path | None, typer.Option("--file", "-f", help="Append this file's bytes.")
+        Path | None, typer.Option("--file", "-f", help="Append this file's bytes, as they are.")
     ] = None,
     wait: Annotated[
         Wait, typer.Option(help="local: durable here; replicated: wait for the write quorum.")
@@ -47,24 +51,34 @@ def append(
 ) -> None:
     """Append an entry to a mesh (durable on this node first, then replicated).
 
+    Text read from stdin loses one trailing newline (the one `echo` adds); --file
+    appends the file's bytes unchanged.
+
     Example: chorusdht append "the deploy key rotated" --wait replicated
     """
+    d = data_dir_from(data_dir)
     if text is not None and file is not None:
         raise fail("give TEXT or --file, not both", 2)
     if file is not None:
         try:
+            if (size := file.stat().st_size) > LARGE_INPUT:
+                _refuse_over_limit(d, mesh, size, str(size))
             payload = file.read_bytes()
         except OSError as e:
             raise fail(f"cannot read {file}: {e.strerror}") from None
     elif text is not None and text != "-":
         payload = text.encode()
     elif text == "-" or not sys.stdin.isatty():
-        payload = sys.stdin.buffer.read()
+        payload = sys.stdin.buffer.read(LARGE_INPUT + 1)
+        if len(payload) > LARGE_INPUT:
+            _refuse_over_limit(d, mesh, len(payload), f"over {LARGE_INPUT}")
+            payload += sys.stdin.buffer.read()
+        payload = payload.removesuffix(b"\n")
     else:
         raise fail("nothing to append: give TEXT, --file F, or pipe it on stdin", 2)
     with one_line_errors():
         reply = call(
-            data_dir_from(data_dir),
+            d,
             "append",
             mesh=mesh,
             b64=base64.b64encode(payload).decode(),
@@ -84,6 +98,15 @@ def append(
                 "[yellow]replicas: the write quorum was not reached;[/] the entry is durable "
                 "here and members copy it when they sync"
             )
+
+
+def _refuse_over_limit(data_dir: Path, mesh: str | None, size: int, told: str) -> None:
+    """Fail as the node would for a payload of `size` bytes (`told` as the size said)
+    over the mesh's payload limit, without sending it."""
+    with one_line_errors():
+        limit = int(call(data_dir, "mesh_show", mesh=mesh)["payload_limit"])
+    if size > limit:
+        raise fail(f"{ErrorCode.TOO_LARGE.value}: payload is {told} bytes, the limit is {limit}")
 
 
 def _row_text(row: dict[str, Any]) -> str:
@@ -176,8 +199,13 @@ def get(
     )
     if reply.get("sealed"):
         err.print("the payload is sealed: this node has no key that opens it")
-    elif reply.get("payload_encoding") == "base64":
-        sys.stdout.buffer.write(base64.b64decode(reply["payload"]))
+    elif reply.get("payload_encoding") == "base64":  # not UTF-8 text
+        payload = base64.b64decode(reply["payload"])
+        if sys.stdout.isatty():  # as `log` shows it, never raw bytes on a terminal
+            print(f"<{len(payload)} bytes>")
+            err.print("binary payload: redirect stdout to a file to save it")
+        else:
+            sys.stdout.buffer.write(payload)
     else:
         print(reply["payload"])
 

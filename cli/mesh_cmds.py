@@ -23,6 +23,7 @@ from .common import (
     mesh_key_from,
     one_line_errors,
     out,
+    unwritable_dir,
 )
 
 __all__ = ["mesh_app"]
@@ -89,8 +90,11 @@ def create(
     with one_line_errors():
         if key_file is not None and not encrypt:
             raise ConfigError("--key-file goes with --encrypt")
-        if key_file is not None and key_file.exists():
-            raise ConfigError(f"{key_file} exists: will not overwrite a key file")
+        if key_file is not None:  # checked before the mesh exists, not after
+            if key_file.exists():
+                raise ConfigError(f"{key_file} exists: will not overwrite a key file")
+            if (problem := unwritable_dir(key_file.parent)) is not None:
+                raise ConfigError(f"cannot write {key_file}: {problem}")
         reply = call(data_dir_from(data_dir), "mesh_create", name=name, encrypt=encrypt)
         if key_file is not None:
             try:

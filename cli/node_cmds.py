@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Annotated, Any
 
@@ -28,9 +31,21 @@ from chorusdht import (
 )
 
 from .client import call
-from .common import DataDirOpt, JsonOpt, data_dir_from, fail, one_line_errors, out
+from .common import (
+    DataDirOpt,
+    JsonOpt,
+    data_dir_from,
+    err,
+    fail,
+    one_line_errors,
+    out,
+    positive_seconds,
+)
 
 __all__ = ["init", "join", "status"]
+
+MAX_K = 1024  # as NodeConfig will bound it: a reply carries far fewer contacts, more is a typo
+PUZZLE_REFRESH = 0.1  # s between updates of the puzzle progress line
 
 
 PuzzleOpt = Annotated[
@@ -67,13 +82,35 @@ def init(data_dir: DataDirOpt = None, puzzle_bits: PuzzleOpt = 0) -> None:
                 out.print(f"already initialised: {d}")
             else:
                 d.mkdir(parents=True, exist_ok=True)
-                ident = Identity.generate(puzzle_bits)
+                with _puzzle_progress(puzzle_bits) as progress:
+                    ident = Identity.generate(puzzle_bits, progress)
                 ident.save(key)
                 out.print(f"initialised {d}")
         except OSError as e:
             raise fail(f"cannot create {d}: {e.strerror}") from None
     out.print(f"node id:    {ident.node_id.hex()}")
     out.print(f"public key: {ident.public_key.hex()}")
+
+
+@contextmanager
+def _puzzle_progress(bits: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress callback for grinding a `bits`-bit id puzzle: a spinner on stderr with
+    the keys tried, or None when stderr is no terminal or there is no puzzle."""
+    if bits == 0 or not err.is_terminal:
+        yield None
+        return
+    start = last = time.monotonic()
+    text = f"grinding a {bits}-bit id puzzle (~{2**bits:,} keys expected)"
+    with err.status(text) as spinner:
+
+        def progress(tries: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PUZZLE_REFRESH:
+                last = now
+                spinner.update(f"{text}: {tries:,} tried, {now - start:.0f}s")
+
+        yield progress
 
 
 def join(
@@ -113,7 +150,11 @@ def join(
     puzzle_bits: PuzzleOpt = 0,
     json_logs: Annotated[bool, typer.Option(help="Machine-readable JSON log lines.")] = False,
     bootstrap_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for a bootstrap node to answer.")
+        float,
+        typer.Option(
+            help="Seconds the join may take: a bootstrap node answering, then the lookups "
+            "that fill the routing table (a dead bootstrap node costs ~3 s of it)."
+        ),
     ] = 10.0,
 ) -> None:
     """Run a node in the foreground until Ctrl-C or SIGTERM (a restart rejoins by itself).
@@ -121,6 +162,13 @@ def join(
     Example: chorusdht join --listen 127.0.0.1:4001 --bootstrap 127.0.0.1:4000
     """
     d = data_dir_from(data_dir)
+    if not 1 <= k <= MAX_K:
+        raise fail(f"--k must be from 1 to {MAX_K}, got {k}", 2)
+    if subnet_limit < 1:
+        raise fail(f"--subnet-limit must be at least 1, got {subnet_limit}", 2)
+    positive_seconds(republish, "--republish")
+    positive_seconds(sync_interval, "--sync-interval")
+    positive_seconds(bootstrap_timeout, "--bootstrap-timeout")
     with one_line_errors():
         listen_addr = parse_addr(listen)
         seeds = [parse_addr(b) for b in bootstrap or []]

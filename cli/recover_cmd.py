@@ -3,7 +3,8 @@
 The recovery itself is `chorusdht.recover`; this command runs it on an ephemeral
 node (fresh key, memory store), shows a progress bar per stage, prints the
 report and writes memory.jsonl and phase.json. Exit status: 0 complete,
-3 partial (see `chorusdht.exit_code`), 1 for bad input or no reachable node.
+3 partial (see `chorusdht.exit_code`), 2 for a usage error (a bad option, a
+wrong mesh key, an unwritable --out), 1 when the recovery fails (no reachable node).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .common import (
     mesh_key_from,
     one_line_errors,
     out,
+    positive_seconds,
     unwritable_dir,
 )
 
@@ -101,16 +103,18 @@ def recover_cmd(
 
     Example: chorusdht recover --mesh 9c4e…07 --bootstrap 10.0.0.7:4000 --out ./recovered
     """
-    with one_line_errors():
+    with one_line_errors(2):
         mesh_id = parse_hex_id(mesh)
         root = parse_hex_id(expect_root, "root") if expect_root is not None else None
         seeds = [parse_addr(b) for b in bootstrap]
         listen_addr = parse_addr(listen)
+        positive_seconds(timeout, "--timeout")
         if not 0 <= patience < timeout:
-            raise fail(f"--patience must be at least 0 and under --timeout ({timeout:g}s)")
+            raise fail(f"--patience must be at least 0 and under --timeout ({timeout:g}s)", 2)
         key = mesh_key_from(key_file, mesh_key)
         if (problem := unwritable_dir(out_dir)) is not None:
-            raise fail(f"cannot write to {out_dir}: {problem}")
+            raise fail(f"cannot write to {out_dir}: {problem}", 2)
+    with one_line_errors():
         columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err, disable=not err.is_terminal) as bars:
 
@@ -133,6 +137,8 @@ def recover_cmd(
                 report = trio.run(run)
             except trio.TooSlowError:
                 raise fail(f"recovery did not finish within {timeout:g}s") from None
+        if key is not None and (problem := _key_problem(report)) is not None:
+            raise fail(problem, 2)  # as `mesh follow` says it; nothing is written
         try:
             memory, phase = write_outputs(report, out_dir)
         except OSError as e:
@@ -150,6 +156,16 @@ def recover_cmd(
                 "other: run again in a minute, or with --patience 60"
             )
     raise typer.Exit(exit_code(report))
+
+
+def _key_problem(r: RecoveryReport) -> str | None:
+    """Why the mesh key given does not fit the recovered mesh (as `Mesh.set_key` would
+    refuse it), or None."""
+    if not r.encrypted:
+        return f"mesh {r.mesh.hex()[:16]}… is not encrypted: it takes no key"
+    if r.sealed and r.sealed == r.entries:
+        return f"wrong mesh key: it opens none of the sealed entries of mesh {r.mesh.hex()[:16]}…"
+    return None
 
 
 def report_json(r: RecoveryReport, memory: Path, phase: Path) -> dict[str, object]:

@@ -369,6 +369,7 @@ class Daemon:
             "pending_replication": mesh.pending_replication,
             "encrypted": mesh.encrypted,
             "has_key": mesh.key is not None,
+            "payload_limit": mesh.payload_limit,
         }
         if members:  # the detailed view: worth a pass over the timeline
             out["members"] = sorted(m.hex() for m in mesh.view.members())
@@ -604,10 +605,19 @@ async def _rejoin(
             return
         log("joined", contacts=res.contacts)
     if scope.cancelled_caught:
+        answered = len(node.core.table)  # it starts empty: a contact in it has answered
+        if seeds and answered:
+            raise ConfigError(
+                f"the join did not finish within {timeout:g}s: a bootstrap node answered, but "
+                "filling the routing table took longer (a dead bootstrap node costs ~3 s)"
+            )
         if seeds:
             where = ", ".join(f"{h}:{p}" for h, p in seeds)
             raise ConfigError(f"no bootstrap node answered within {timeout:g}s ({where})")
-        log("alone", reason=f"no stored contact answered within {timeout:g}s")
+        if answered:
+            log("joined", contacts=answered)  # the join's lookups go on in the background
+        else:
+            log("alone", reason=f"no stored contact answered within {timeout:g}s")
 
 
 async def run_daemon(

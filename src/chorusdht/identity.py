@@ -7,6 +7,7 @@ swap in a cheap stand-in for very large runs; production always uses `ED25519`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -76,13 +77,20 @@ class Identity:
     node_id: bytes
 
     @classmethod
-    def generate(cls, puzzle_bits: int = 0) -> Identity:
+    def generate(
+        cls, puzzle_bits: int = 0, progress: Callable[[int], None] | None = None
+    ) -> Identity:
         """A fresh key pair; with `puzzle_bits`, keys are ground until the id meets the
-        static puzzle (`ids.puzzle_ok`): about 2^puzzle_bits tries (8 bits: ~256)."""
+        static puzzle (`ids.puzzle_ok`): about 2^puzzle_bits tries (8 bits: ~256).
+        `progress`, if given, is called with the number of keys tried after each miss."""
+        tries = 0
         while True:
             ident = cls.from_private_key(Ed25519PrivateKey.generate())
             if puzzle_ok(ident.node_id, puzzle_bits):
                 return ident
+            tries += 1
+            if progress is not None:
+                progress(tries)
 
     @classmethod
     def from_seed(cls, seed: bytes) -> Identity:

@@ -184,7 +184,8 @@ class Mesh:
         encrypt: bool = False,
         key: bytes | None = None,
     ) -> Mesh:
-        """Found a new mesh with `author` (default: the node's own key) as founder.
+        """Found a new mesh with `author` (default: the node's own key) as founder;
+        LocalError when the node already follows it (same author, name and policy).
 
         `encrypt` makes an encrypted mesh: its payloads are sealed with `key` (default:
         a fresh random one, then `mesh.key`), which members must get out of band.
@@ -194,6 +195,8 @@ class Mesh:
             policy = Policy(max_roster=policy.max_roster, encrypted=True)
             key = key if key is not None else new_mesh_key()
         genesis = make_genesis(author, name, policy)
+        if genesis.key in node.meshes:  # the same founder, name and policy: the same id
+            raise LocalError(f"mesh {name!r} already exists (id {genesis.key.hex()})")
         mesh = cls(node, genesis, author, pin=pin, clock=clock, key=key)
         mesh._keep(genesis)
         mesh._keep(mesh.view.roster())
@@ -353,6 +356,12 @@ class Mesh:
             return 0
         return sum(self.payload(c) is None for c in self.log.timeline())
 
+    @property
+    def payload_limit(self) -> int:
+        """The largest payload `append` takes, in bytes."""
+        limit = self.core.config.max_record - ENVELOPE_SLACK
+        return limit - SEAL_OVERHEAD if self.encrypted else limit
+
     # ---- the public API -----------------------------------------------------
 
     async def admit(self, member: bytes) -> Cert:
@@ -376,9 +385,7 @@ class Mesh:
         """Write an entry. It is durable here first; `wait` says whether to await replicas."""
         if not self.view.is_member(self.id, self.author.public_key):
             raise ValidationError(ErrorCode.NOT_MEMBER, "this key is not a member of the mesh")
-        limit = self.core.config.max_record - ENVELOPE_SLACK
-        if self.encrypted:
-            limit -= SEAL_OVERHEAD
+        limit = self.payload_limit
         if len(payload) > limit:
             raise ValidationError(
                 ErrorCode.TOO_LARGE, f"payload is {len(payload)} bytes, the limit is {limit}"

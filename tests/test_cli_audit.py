@@ -1,0 +1,290 @@
+"""The CLI audit's defects, one test each: a clear single `error:` line, the right
+exit status (2 for a usage error), nothing half done, and terminals spared raw bytes.
+
+The usage errors run in-process (CliRunner); the rest drive real `chorusdht`
+processes on loopback, most of them against one founder node shared by the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cli.main import app
+from typer.testing import CliRunner
+
+from chorusdht import Identity, puzzle_ok
+
+from .test_cli import one_error_line
+from .test_cli_process import CHORUSDHT, NodeProc, cli, fails, free_port, ok
+
+pytestmark = pytest.mark.timeout(90)
+
+runner = CliRunner()
+MESH = "ab" * 32
+RECOVER = ["recover", "--mesh", MESH, "--bootstrap", "127.0.0.1:1"]
+TERMINAL_ENV = os.environ | {"TERM": "xterm", "COLUMNS": "200"}
+
+
+def on_terminal(args: list[str], stream: str, timeout: float = 30.0) -> tuple[bytes, bytes, int]:
+    """Run `chorusdht ARGS` with `stream` ("stdout" or "stderr") on a pseudo-terminal and
+    the other on a pipe; return (terminal bytes, pipe bytes, exit status)."""
+    master, slave = pty.openpty()
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: slave}
+    proc = subprocess.Popen([CHORUSDHT, *args], env=TERMINAL_ENV, **streams)  # type: ignore[call-overload]
+    os.close(slave)
+    seen = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed its end of the terminal
+                    break
+                if not data:
+                    break
+                seen += data
+            elif proc.poll() is not None:
+                break
+        pipe = proc.stdout if stream == "stderr" else proc.stderr
+        assert pipe is not None
+        return bytes(seen), pipe.read(), proc.wait(timeout=timeout)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ---- usage errors: exit 2, one line naming the option (no node needed) -------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["recover", "--mesh", "1888", "--bootstrap", "127.0.0.1:1"], "bad mesh id '1888'"),
+        ([*RECOVER, "--expect-root", "zz"], "bad root 'zz'"),
+        (["recover", "--mesh", MESH, "--bootstrap", "bad"], "bad address 'bad'"),
+        ([*RECOVER, "--listen", "bogus"], "bad address 'bogus'"),
+        ([*RECOVER, "--out", "/proc/no-such-dir"], "cannot write to /proc/no-such-dir"),
+        ([*RECOVER, "--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
+        ([*RECOVER, "--timeout", "-5"], "--timeout must be a positive number of seconds"),
+        ([*RECOVER, "--timeout", "nan"], "--timeout must be a positive number of seconds"),
+        ([*RECOVER, "--patience", "nan"], "--patience must be at least 0"),
+    ],
+)
+def test_recover_usage_errors_exit_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert message in line
+    assert "--patience" not in line or "--patience" in message  # --timeout 0 is not --patience
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--subnet-limit", "0", "--subnet-limit must be at least 1, got 0"),
+        ("--k", "0", "--k must be from 1 to 1024, got 0"),
+        ("--k", "5000", "--k must be from 1 to 1024, got 5000"),
+        ("--republish", "0", "--republish must be a positive number of seconds, got 0"),
+        ("--republish", "nan", "--republish must be a positive number of seconds, got nan"),
+        ("--sync-interval", "-1", "--sync-interval must be a positive number of seconds"),
+        ("--sync-interval", "nan", "--sync-interval must be a positive number of seconds"),
+        ("--bootstrap-timeout", "0", "--bootstrap-timeout must be a positive number of seconds"),
+        ("--bootstrap-timeout", "nan", "--bootstrap-timeout must be a positive number"),
+    ],
+)
+def test_join_refuses_bad_options_by_name(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    result = runner.invoke(
+        app, ["join", "-d", str(tmp_path), "--listen", "127.0.0.1:0", option, value]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in one_error_line(result)
+
+
+# ---- G: the id puzzle shows its progress on a terminal, and only there -------------------
+
+
+def test_key_grinding_reports_each_miss() -> None:
+    seen: list[int] = []
+    ident = Identity.generate(6, seen.append)
+    assert puzzle_ok(ident.node_id, 6)
+    assert seen == list(range(1, len(seen) + 1))
+    assert puzzle_ok(Identity.generate(0, seen.append).node_id, 0)
+
+
+def test_init_shows_puzzle_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    shown, stdout, code = on_terminal(
+        ["init", "-d", str(tmp_path / "t"), "--puzzle-bits", "8"], "stderr"
+    )
+    assert code == 0
+    assert b"8-bit id puzzle" in shown
+    assert stdout.decode().splitlines()[0] == f"initialised {tmp_path / 't'}"
+    piped = runner.invoke(app, ["init", "-d", str(tmp_path / "p"), "--puzzle-bits", "8"])
+    assert piped.exit_code == 0 and piped.stderr == ""
+    assert [line.split(":")[0] for line in piped.stdout.splitlines()] == [
+        f"initialised {tmp_path / 'p'}",
+        "node id",
+        "public key",
+    ]
+
+
+# ---- against a running founder node ------------------------------------------------------
+
+
+@dataclass
+class Founder:
+    root: Path
+    data_dir: str
+    port: int
+    team: str  # a plain mesh
+    sec: str  # an encrypted mesh holding one entry
+
+
+@pytest.fixture(scope="module")
+def founder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Founder]:
+    root = tmp_path_factory.mktemp("audit")
+    d = root / "n1"
+    ok("init", "-d", str(d))
+    node = NodeProc(d, free_port(), "--sync-interval", "1")
+    try:
+        node.wait_for("ready")
+        team = ok("mesh", "create", "team", "-d", str(d)).splitlines()[-1]
+        sec = ok("mesh", "create", "sec", "--encrypt", "-d", str(d)).splitlines()[-1]
+        ok("append", "sealed entry", "--mesh", sec, "-d", str(d))
+        yield Founder(root, str(d), node.port, team, sec)
+    finally:
+        if node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
+
+
+def _mesh_names(data_dir: str) -> list[str]:
+    status = ok("status", "--json", "-d", data_dir)
+    return sorted(m["name"] for m in json.loads(status)["meshes"])
+
+
+def test_mesh_create_checks_the_key_file_before_creating(founder: Founder) -> None:
+    d = founder.data_dir
+    bad = "/proc/no-such-dir/team.key"
+    line = fails("mesh", "create", "vault", "--encrypt", "--key-file", bad, "-d", d)
+    assert line.startswith(f"error: cannot write {bad}: ")
+    assert "exists: will not overwrite" in fails(
+        "mesh", "create", "vault", "--encrypt", "--key-file", str(founder.root), "-d", d
+    )
+    assert _mesh_names(d) == ["sec", "team"]  # no mesh was founded half-way
+
+
+def test_mesh_create_again_says_it_exists(founder: Founder) -> None:
+    d = founder.data_dir
+    line = fails("mesh", "create", "sec", "--encrypt", "-d", d)
+    assert line == f"error: mesh 'sec' already exists (id {founder.sec})"
+    line = fails("mesh", "create", "team", "-d", d)
+    assert line == f"error: mesh 'team' already exists (id {founder.team})"
+
+
+def test_recover_refuses_a_wrong_mesh_key(founder: Founder) -> None:
+    out = founder.root / "rec"
+    common = ["--bootstrap", f"127.0.0.1:{founder.port}", "--listen", "127.0.0.1:0"]
+    common += ["--out", str(out), "--timeout", "30", "--mesh-key", "00" * 32]
+    line = fails("recover", "--mesh", founder.sec, *common, code=2)
+    assert "wrong mesh key: it opens none of the sealed entries" in line
+    assert "takes no key" in fails("recover", "--mesh", founder.team, *common, code=2)
+    assert not (out / "memory.jsonl").exists()
+
+
+def test_append_measures_huge_input_before_reading_it(founder: Founder) -> None:
+    huge = founder.root / "huge.bin"
+    with huge.open("wb") as f:
+        f.truncate(200_000_000)  # sparse: nothing is written to disk
+    t0 = time.monotonic()
+    line = fails("append", "--file", str(huge), "--mesh", founder.team, "-d", founder.data_dir)
+    assert time.monotonic() - t0 < 10
+    assert line.startswith("error: TOO_LARGE: payload is 200000000 bytes, the limit is ")
+    res = cli("append", "--mesh", founder.team, "-d", founder.data_dir, stdin="x" * 2_000_000)
+    assert res.returncode == 1
+    assert "TOO_LARGE: payload is over 1048576 bytes, the limit is " in res.stderr
+
+
+def test_stdin_loses_one_trailing_newline_a_file_none(founder: Founder) -> None:
+    d, team = founder.data_dir, founder.team
+    assert cli("append", "--mesh", team, "-d", d, stdin="from a pipe\n").returncode == 0
+    assert cli("append", "--mesh", team, "-d", d, stdin="two\n\n").returncode == 0
+    f = founder.root / "note.txt"
+    f.write_text("a file\n")
+    ok("append", "--file", str(f), "--mesh", team, "-d", d)
+    rows = [json.loads(r) for r in ok("log", "--json", "--mesh", team, "-d", d).splitlines()]
+    assert [r["payload"] for r in rows[-3:]] == ["from a pipe", "two\n", "a file\n"]
+
+
+def test_get_keeps_raw_bytes_off_a_terminal(founder: Founder) -> None:
+    blob = founder.root / "blob.bin"
+    payload = bytes(range(256)) * 11 + b"\xff" * 184  # 3000 bytes, not UTF-8
+    blob.write_bytes(payload)
+    d = founder.data_dir
+    digest = ok("append", "--file", str(blob), "--mesh", founder.team, "-d", d).split()[-1]
+    piped = subprocess.run([CHORUSDHT, "get", digest, "-d", d], capture_output=True, timeout=30)
+    assert piped.returncode == 0 and piped.stdout == payload  # redirected: the bytes
+    shown, stderr, code = on_terminal(["get", digest, "-d", d], "stdout")
+    assert code == 0
+    assert shown.strip() == b"<3000 bytes>"
+    assert b"redirect" in stderr
+
+
+def test_join_timeout_says_a_bootstrap_node_answered(founder: Founder, tmp_path: Path) -> None:
+    d = str(tmp_path / "late")
+    ok("init", "-d", d)
+    dead, live = f"127.0.0.1:{free_port()}", f"127.0.0.1:{founder.port}"
+    line = fails(
+        "join", "-d", d, "--listen", "127.0.0.1:0", "--bootstrap", dead, "--bootstrap", live,
+        "--bootstrap-timeout", "2",
+    )  # fmt: skip
+    assert "the join did not finish within 2s: a bootstrap node answered" in line
+    assert "no bootstrap node answered" not in line
+
+
+# ---- A: `log --follow` says so when its node stops ---------------------------------------
+
+
+def test_log_follow_says_the_node_went_away(tmp_path: Path) -> None:
+    d = tmp_path / "n"
+    ok("init", "-d", str(d))
+    node = NodeProc(d, free_port())
+    follow = None
+    try:
+        node.wait_for("ready")
+        ok("mesh", "create", "m", "-d", str(d))
+        ok("append", "hello", "-d", str(d))
+        follow = subprocess.Popen(
+            [CHORUSDHT, "log", "--follow", "-d", str(d)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert follow.stdout is not None and "hello" in follow.stdout.readline()
+        assert node.stop() == 0
+        _, stderr = follow.communicate(timeout=30)
+        assert follow.returncode == 1
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+        assert "connection" in lines[0]
+    finally:
+        if follow is not None and follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        if node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
