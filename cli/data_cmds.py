@@ -185,8 +185,9 @@ def get(
 
     Example: chorusdht get 5b1d…9a
     """
-    with one_line_errors():
+    with one_line_errors(2):  # a bad argument is a usage error
         parse_hex_id(hash_, "hash")
+    with one_line_errors():
         reply = call(data_dir_from(data_dir), "get", hash=hash_)
     reply.pop("ok", None)
     if as_json or reply["kind"] != "chunk":

@@ -124,8 +124,9 @@ def admit(
 
     Example: chorusdht mesh admit 3f9a…e1 --data-dir ./node1
     """
-    with one_line_errors():
+    with one_line_errors(2):  # a bad argument is a usage error
         parse_hex_id(pubkey, "public key")
+    with one_line_errors():
         reply = call(data_dir_from(data_dir), "mesh_admit", mesh=mesh, member=pubkey)
     out.print(f"admitted {reply['member']} to mesh {reply['mesh'][:16]}…")
 
@@ -165,9 +166,10 @@ def follow(
 
     Example: chorusdht mesh follow 9c4e…07 --key-file team.key --data-dir ./node2
     """
-    with one_line_errors():
+    with one_line_errors(2):  # a bad argument is a usage error
         parse_hex_id(mesh_id)
         key = mesh_key_from(key_file, mesh_key)
+    with one_line_errors():
         args: dict[str, Any] = {"mesh": mesh_id, "pin": pin}
         if key is not None:
             args["key"] = key.hex()

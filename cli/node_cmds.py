@@ -18,6 +18,7 @@ from rich.table import Table
 
 import chorusdht
 from chorusdht import (
+    MAX_K,
     MAX_PUZZLE_BITS,
     ConfigError,
     Daemon,
@@ -44,7 +45,6 @@ from .common import (
 
 __all__ = ["init", "join", "status"]
 
-MAX_K = 1024  # as NodeConfig will bound it: a reply carries far fewer contacts, more is a typo
 PUZZLE_REFRESH = 0.1  # s between updates of the puzzle progress line
 
 
@@ -169,21 +169,22 @@ def join(
     positive_seconds(republish, "--republish")
     positive_seconds(sync_interval, "--sync-interval")
     positive_seconds(bootstrap_timeout, "--bootstrap-timeout")
-    with one_line_errors():
+    with one_line_errors(2):  # a bad argument is a usage error
         listen_addr = parse_addr(listen)
         seeds = [parse_addr(b) for b in bootstrap or []]
         follow = [parse_hex_id(m) for m in mesh or []]
         pins = [parse_hex_id(m) for m in pin or []]
-        try:
-            config = NodeConfig(
-                k=k,
-                republish_interval=republish,
-                require_membership=True,
-                subnet_limit=subnet_limit,
-                id_puzzle_bits=puzzle_bits,
-            )
-        except ValueError as e:
-            raise fail(str(e), 2) from None
+    try:
+        config = NodeConfig(
+            k=k,
+            republish_interval=republish,
+            require_membership=True,
+            subnet_limit=subnet_limit,
+            id_puzzle_bits=puzzle_bits,
+        )
+    except ValueError as e:
+        raise fail(str(e), 2) from None
+    with one_line_errors():
         live = not json_logs and sys.stdout.isatty()
         log = _EventLog(json_logs)
         run = partial(

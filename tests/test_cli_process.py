@@ -219,7 +219,7 @@ def test_key_and_address_errors(tmp_path: Path) -> None:
     d = str(tmp_path / "n")
     assert "no key in" in fails("join", "-d", d)
     ok("init", "-d", d)
-    assert "bad address" in fails("join", "-d", d, "--listen", "127.0.0.1:http")
+    assert "bad address" in fails("join", "-d", d, "--listen", "127.0.0.1:http", code=2)
     (tmp_path / "n" / "node.key").write_text("chorusdht-ed25519-v1\nzz\n")
     assert "corrupt key file" in fails("join", "-d", d, "--listen", "127.0.0.1:0")
     assert "corrupt key file" in fails("init", "-d", d)

@@ -248,7 +248,8 @@ def test_cli_encrypted_mesh_create_follow_append_log_recover(tmp_path: Path) -> 
         ok("mesh", "admit", pub2, "-d", str(n1))
         ok("append", "written by the founder", "-d", str(n1))
         # bad keys: one line each, no traceback
-        assert "bad mesh key" in fails("mesh", "follow", mesh, "--mesh-key", "abc", "-d", str(n2))
+        bad = ("mesh", "follow", mesh, "--mesh-key", "abc", "-d", str(n2))
+        assert "bad mesh key" in fails(*bad, code=2)  # a bad argument: a usage error
         ok("mesh", "follow", mesh, "-d", str(n2))  # first without the key: the entry is sealed
         _wait_rows(n2, 1)
         assert "wrong mesh key" in fails(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .seal import seal
 
 if TYPE_CHECKING:
-    from .config import MAX_PUZZLE_BITS, NodeConfig
+    from .config import MAX_K, MAX_PUZZLE_BITS, NodeConfig
     from .core import NodeCore
     from .daemon import (
         CONTROL_SOCKET,
@@ -87,6 +87,7 @@ if TYPE_CHECKING:
     from .transport import Address, Transport, UdpTransport, parse_addr, resolve_addr
 
 _LAZY: dict[str, str] = {
+    "MAX_K": "config",
     "MAX_PUZZLE_BITS": "config",
     "NodeConfig": "config",
     "NodeCore": "core",
@@ -198,6 +199,7 @@ __all__ = [
     "ED25519",
     "KEY_FILE",
     "MAX_CONTROL_LINE",
+    "MAX_K",
     "MAX_PUZZLE_BITS",
     "MESHES_FILE",
     "MESH_KEY_BYTES",
