@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from chorusdht import ErrorCode, Identity, NodeConfig, ValidationError
+from chorusdht import ConfigError, ErrorCode, Identity, LocalError, NodeConfig, ValidationError
 from chorusdht.mesh import Mesh
 
 from .conftest import udp_swarm
@@ -86,3 +86,17 @@ async def test_sync_does_not_challenge_a_member_node_it_already_knows() -> None:
                 await reader.sync(peers[0])
             assert reader.phase().entries == 5
             assert core.stats["challenges_out"] == before
+
+
+async def test_refounding_a_mesh_or_syncing_with_no_pause_is_refused() -> None:
+    """Founding the same mesh twice once started a second sync task for it; an interval
+    of 0 would sync back to back for ever."""
+    config = NodeConfig(k=4, require_membership=True)
+    with trio.fail_after(60):
+        async with udp_swarm(2, config, seed=6) as swarm:
+            mesh = await Mesh.create(swarm[0].node, "once")
+            with pytest.raises(LocalError, match="mesh 'once' already exists"):
+                await Mesh.create(swarm[0].node, "once")
+            for bad in (0.0, -1.0, float("nan")):
+                with pytest.raises(ConfigError, match="sync interval must be a positive"):
+                    await mesh.sync_forever(bad)

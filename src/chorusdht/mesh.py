@@ -37,6 +37,7 @@ node still syncs, validates and proves the root (all over the ciphertext), but
 
 from __future__ import annotations
 
+import math
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -644,6 +645,10 @@ class Mesh:
     ) -> None:
         """Anti-entropy rounds every `interval` seconds (jittered), plus the DHT path
         when no member's node can be reached."""
+        if not (math.isfinite(interval) and interval > 0):  # 0 would sync back to back
+            raise ConfigError(
+                f"the sync interval must be a positive number of seconds, got {interval}"
+            )
         task_status.started()
         while True:
             await trio.sleep(interval * self.core.rng.uniform(0.75, 1.25))
