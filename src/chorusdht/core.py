@@ -918,8 +918,12 @@ class NodeCore:
 
         The id is the hash of the key that signed, so the proof never goes stale; the
         cache only saves a signature and a verification per request to contacts that
-        are not in the routing table (full buckets, lookup candidates).
+        are not in the routing table (full buckets, lookup candidates). A contact of the
+        table is proven by being there: it leaves the cache when it enters the table
+        (`on_contact_added`), which halves what a node keeps per contact.
         """
+        if node_id in self.table:
+            return
         proven = self._proven
         proven.pop(node_id, None)  # re-inserted last: a plain dict, half an OrderedDict's size
         proven[node_id] = None
@@ -998,6 +1002,7 @@ class NodeCore:
             self.request(old.addr, old.node_id, Ping(), _EvictPing(self, old), now)
 
     def on_contact_added(self, contact: Contact, now: float) -> None:
+        self._proven.pop(contact.node_id, None)  # the table is its proof now (see _prove)
         self.stats["contacts_added"] += 1
         self._contacts_dirty = True
         # Not while we join: our half-built table would make us "closest" for most of
