@@ -182,7 +182,7 @@ def join(
             subnet_limit=subnet_limit,
             id_puzzle_bits=puzzle_bits,
         )
-    except ValueError as e:
+    except ConfigError as e:
         raise fail(str(e), 2) from None
     with one_line_errors():
         live = not json_logs and sys.stdout.isatty()

@@ -77,7 +77,8 @@ from chorusdht.recovery import RecoveryReport
 
 from .engine import derive_seed
 from .meshsim import MeshSwarm, SimMember, _virtual_ms
-from .scenario import check_field, flag_rule, number_rule
+from .runner import writable_out
+from .scenario import ScenarioError, check_field, flag_rule, load_scenario, number_rule
 from .trionet import SimNet, deterministic_trio
 
 __all__ = [
@@ -155,9 +156,11 @@ class RecoverSpec:
         return replace(self, nodes=nodes)
 
     def check(self) -> None:
-        """ValueError if the counts do not fit together (each value is checked on load)."""
+        """ValueError if the counts do not fit together (each value is checked on load;
+        `patience` again here, as a command line may override it)."""
         if not 1 <= self.authors <= (self.pinners or self.nodes) <= self.nodes:
             raise ValueError("need 1 <= authors <= pinners <= nodes")
+        check_field("", "patience", self.patience, _SPEC_RULES["patience"], {})
 
 
 def is_recover_scenario(path: Path) -> bool:
@@ -737,10 +740,17 @@ def run_file(
     progress: Callable[[int, str, float, float], None] | None = None,
     patience: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Run a recover scenario file for each seed (default: the file's `seeds`)."""
+    """Run a recover scenario file for each seed (default: the file's `seeds`).
+    ValueError for a bad file or argument (an unwritable `out` too) before any run."""
     spec = load_sized_spec(path, nodes)
     if patience is not None:
         spec = replace(spec, patience=patience)
+        spec.check()
+    if out is not None:
+        try:
+            out = writable_out(out)
+        except ScenarioError as e:
+            raise ValueError(str(e)) from None
     runs = []
     for seed in seeds or spec.seeds:
 
@@ -780,10 +790,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not path.is_file():
         p.error(f"no scenario {a.scenario!r} (no file {path})")
     if not is_recover_scenario(path):
+        try:
+            load_scenario(path)  # says what is wrong with a file that is not even TOML
+        except ScenarioError as e:
+            p.error(str(e))
         p.error(f"{path} is not a recover scenario (engine = {ENGINE!r})")
-    try:  # a bad file is refused before the bar appears
-        load_sized_spec(path, a.nodes)
-    except ValueError as e:
+    try:  # a bad file or option is refused before the bar appears
+        spec = load_sized_spec(path, a.nodes)
+        if a.patience is not None:
+            replace(spec, patience=a.patience).check()
+        if a.out is not None:
+            writable_out(a.out)
+    except (ValueError, ScenarioError) as e:
         p.error(str(e))
     console = Console(stderr=True)
     columns = (
@@ -804,7 +822,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 if last.get(seed) != step:
                     last[seed] = step
                     w = time.perf_counter() - wall
-                    print(f"[{w:7.0f} s] seed {seed}: {stage} {done:g}/{total:g}", flush=True)
+                    print(f"[{w:7.0f} s] seed {seed}: {stage_text(stage, done, total)}", flush=True)
                 return
             if seed not in tasks:
                 tasks[seed] = bar.add_task(f"seed {seed}", total=1.0, what="")

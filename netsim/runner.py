@@ -21,10 +21,10 @@ from chorusdht.routing import SHARED_IDS_DEFAULT, share_ids
 
 from .engine import Simulator
 from .metrics import Recorder, rnd
-from .scenario import Scenario, find_scenario, load_scenario
+from .scenario import Scenario, ScenarioError, find_scenario, load_scenario
 from .workload import Workload
 
-__all__ = ["Progress", "metrics_json", "run_scenario", "simulate"]
+__all__ = ["Progress", "metrics_json", "run_scenario", "simulate", "writable_out"]
 
 Progress = Callable[[float, float], None]
 """progress(virtual_now, virtual_end): called about 200 times per run."""
@@ -125,18 +125,38 @@ def metrics_json(metrics: dict[str, Any]) -> str:
     )
 
 
+def writable_out(out: Path | str) -> Path:
+    """`out` as a directory that exists and takes files, or ScenarioError: checked
+    before a run, so an hour of simulation is not lost to a typo in a path."""
+    out = Path(out)
+    probe = out / ".netsim-write-test"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ScenarioError(f"cannot write to {out}: {e.strerror or e}") from None
+    return out
+
+
 def run_scenario(
     path: str | Path,
     *,
     seed: int,
     nodes: int | None = None,
-    out: Path | None = None,
+    out: Path | str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Run a scenario by name or path; see the module docstring."""
+    """Run a scenario by name or path; see the module docstring. ScenarioError for a
+    bad file or argument, before anything runs (an unwritable `out` included)."""
     sc = load_scenario(find_scenario(str(path)))
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScenarioError(f"seed must be a whole number, got {seed!r}")
     if nodes is not None:
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+            raise ScenarioError(f"nodes must be a whole number of at least 1, got {nodes!r}")
         sc = sc.scaled(nodes)
+    out = writable_out(out) if out is not None else None
     started = time.perf_counter()
     metrics: dict[str, Any] = {
         "scenario": sc.name,
@@ -166,7 +186,6 @@ def run_scenario(
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(metrics_json(metrics))
         from .plots import write_plots  # matplotlib only when plots are asked for
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from chorusdht import NodeConfig
+from chorusdht import ConfigError, NodeConfig
 from chorusdht.records import DEFAULT_MAX_RECORD
 
 from .network import DEFAULT_CLASSES, LinkModel, NodeClass
@@ -258,7 +258,8 @@ def check_field(
         raise ValueError(f"{where}: {name} {problem}, got {value!r}".removeprefix(": "))
 
 
-def load_scenario(path: Path) -> Scenario:
+def load_scenario(path: Path | str) -> Scenario:
+    path = Path(path)
     try:
         text = path.read_text()
         data = tomllib.loads(text)
@@ -272,7 +273,7 @@ def load_scenario(path: Path) -> Scenario:
         return _parse(path.stem, _question(text), data)
     except KeyError as e:
         raise ScenarioError(f"scenario {path}: missing {e.args[0]!r}") from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ConfigError) as e:  # ConfigError: NodeConfig's own checks
         raise ScenarioError(f"scenario {path}: {e}") from None
 
 
@@ -302,6 +303,11 @@ def _check_shapes(data: dict[str, Any]) -> None:
 
 
 def _parse(name: str, question: str, data: dict[str, Any]) -> Scenario:
+    if "engine" in data:  # netsim.recoversim's files: real trio nodes, not this engine
+        raise ValueError(
+            f"engine = {data['engine']!r} is a survivor-recovery scenario: run it with "
+            "`chorusdht sim` or netsim.recoversim.run_file"
+        )
     for key in data:
         if key not in TOP_LEVEL:
             raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(TOP_LEVEL))})")

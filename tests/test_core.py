@@ -18,6 +18,7 @@ from chorusdht.config import NodeConfig
 from chorusdht.core import NodeCore
 from chorusdht.errors import (
     ChorusError,
+    ConfigError,
     ErrorCode,
     NetworkError,
     NotFound,
@@ -1186,13 +1187,14 @@ def test_repair_all_pushes_every_held_key_to_its_closest_once_per_quarter_interv
         ({"subnet_limit": 0}, "subnet_limit must be a whole number at least 1, got 0"),
         ({"republish_jitter": float("nan")}, "republish_jitter must be from 0 to 1"),
         ({"admit_below": 0}, "admit_below must be a whole number at least 1"),
+        ({"require_membership": "yes"}, "require_membership must be True or False, got 'yes'"),
     ],
 )
 def test_config_refuses_values_that_would_misbehave(
     overrides: dict[str, object], words: str
 ) -> None:
     """A zero republish interval once spun a node's timer forever (it ignored SIGTERM)."""
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:
         NodeConfig(**overrides)  # type: ignore[arg-type]
     assert words in str(err.value)
     NodeConfig(admit_below=None, max_contacts=None, rate_limit_global=None)  # None: off

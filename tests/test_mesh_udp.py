@@ -100,3 +100,35 @@ async def test_refounding_a_mesh_or_syncing_with_no_pause_is_refused() -> None:
             for bad in (0.0, -1.0, float("nan")):
                 with pytest.raises(ConfigError, match="sync interval must be a positive"):
                     await mesh.sync_forever(bad)
+
+
+async def test_library_misuse_is_a_local_error_that_says_what_to_pass() -> None:
+    """Each of these once escaped as a TypeError, AttributeError or ValueError from
+    deep inside (an audit of what a Python user plausibly gets wrong)."""
+    config = NodeConfig(k=4, require_membership=True)
+    with trio.fail_after(60):
+        async with udp_swarm(2, config, seed=7) as swarm:
+            a, b = swarm[0].node, swarm[1].node
+            mesh = await Mesh.create(a, "misuse")
+            for payload, words in [
+                ("text", "got str .encode text first"),
+                (None, "got NoneType"),
+            ]:
+                with pytest.raises(LocalError, match=words):
+                    await mesh.append(payload)  # type: ignore[arg-type]
+            assert (await mesh.append(bytearray(b"ok"))).seq == 1  # bytes-like is fine
+            with pytest.raises(LocalError, match="wait is 'local' or 'replicated'"):
+                await mesh.append(b"x", wait="bogus")  # type: ignore[arg-type]
+            with pytest.raises(LocalError, match="a mesh id is 32 bytes, got a str"):
+                await Mesh.join(b, mesh.id.hex())  # type: ignore[arg-type]
+            with pytest.raises(LocalError, match="a key is 32 bytes, got 3 bytes"):
+                await a.get(b"abc")
+            host, port = a.address
+            assert (await b.bootstrap([f"{host}:{port}"])).contacts >= 1  # "HOST:PORT" works
+            for addr, words in [
+                ((host, 70000), "port must be 0-65535"),
+                ((host, "abc"), "expected .host, port. or 'HOST:PORT'"),
+                ("nonsense", "expected HOST:PORT"),
+            ]:
+                with pytest.raises(ConfigError, match=words):
+                    await b.ping(addr)  # type: ignore[arg-type]

@@ -119,6 +119,24 @@ def test_a_bad_scenario_file_is_refused_before_it_runs(
     assert "\n" not in message
 
 
+@pytest.mark.timeout(30)
+def test_run_scenario_refuses_bad_arguments_before_it_runs(tmp_path: Path) -> None:
+    """nodes=0 once ran (and returned metrics for -5 nodes), out="dir" failed after
+    the run, and a recover scenario said only "unknown key 'engine'"."""
+    for kwargs, words in [
+        ({"nodes": 0}, "nodes must be a whole number of at least 1, got 0"),
+        ({"seed": "x"}, "seed must be a whole number, got 'x'"),
+        ({"out": "/proc/no-such-dir/out"}, "cannot write to /proc/no-such-dir/out"),
+    ]:
+        with pytest.raises(ScenarioError, match=words):
+            run_scenario("hetero", **{"seed": 1, **kwargs})  # type: ignore[arg-type]
+    with pytest.raises(ScenarioError, match="is a survivor-recovery scenario"):
+        run_scenario("nuke99-chorus", seed=1)
+    run_scenario("hetero", seed=1, nodes=6, out=str(tmp_path / "o"))  # a str path is fine
+    assert (tmp_path / "o" / "metrics.json").is_file()
+    assert load_scenario(str(SCENARIO_DIR / "hetero.toml")).name == "hetero"
+
+
 @pytest.mark.timeout(10)
 def test_a_scenario_that_sets_every_event_field_loads(tmp_path: Path) -> None:
     path = _write(

@@ -68,9 +68,9 @@ def test_grinding_yields_conforming_ids(bits: int) -> None:
 
 def test_the_config_bounds_the_difficulty() -> None:
     assert NodeConfig().id_puzzle_bits == 0
-    with pytest.raises(ValueError, match="id_puzzle_bits"):
+    with pytest.raises(ConfigError, match="id_puzzle_bits"):
         NodeConfig(id_puzzle_bits=-1)
-    with pytest.raises(ValueError, match="id_puzzle_bits"):
+    with pytest.raises(ConfigError, match="id_puzzle_bits"):
         NodeConfig(id_puzzle_bits=33)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .errors import ConfigError
 from .records import DEFAULT_MAX_RECORD
 from .rto import RtoConfig
 
@@ -137,13 +138,17 @@ class NodeConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 span = f"at least {low}" if high == _BIG else f"from {low} to {high}"
-                raise ValueError(f"{name} must be a whole number {span}, got {value!r}")
+                raise ConfigError(f"{name} must be a whole number {span}, got {value!r}")
         for name in _INTERVALS:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if not 0 <= self.republish_jitter <= 1:  # also false for NaN
-            raise ValueError(f"republish_jitter must be from 0 to 1, got {self.republish_jitter!r}")
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        jitter = self.republish_jitter
+        if not 0 <= jitter <= 1:  # also false for NaN
+            raise ConfigError(f"republish_jitter must be from 0 to 1, got {jitter!r}")
 
 
 MAX_K = 1024  # replies carry at most MAX_CONTACTS_PER_REPLY anyway; beyond this is a typo
@@ -179,6 +184,7 @@ _MAY_BE_NONE = frozenset(
         "admit_below",
     }
 )
+_FLAGS = ("read_only", "require_membership", "handoff", "cache_on_get")
 _INTERVALS = (
     "refresh_interval",
     "republish_interval",

@@ -10,6 +10,8 @@ import functools
 import hashlib
 import random
 
+from .errors import LocalError
+
 __all__ = [
     "ID_BITS",
     "ID_BYTES",
@@ -19,6 +21,7 @@ __all__ = [
     "key_id",
     "puzzle_ok",
     "random_id_in_range",
+    "require_id",
     "sha256",
 ]
 
@@ -42,6 +45,20 @@ def key_id(public_key: bytes) -> bytes:
     answers most checks; a flood of fresh keys only cycles the bounded cache.
     """
     return hashlib.sha256(public_key).digest()
+
+
+def require_id(value: object, what: str = "id") -> bytes:
+    """`value` if it is a 32-byte id, else LocalError saying what was passed instead
+    (a hex string is the usual slip: `parse_hex_id` turns one into an id)."""
+    if isinstance(value, bytes) and len(value) == ID_BYTES:
+        return value
+    if isinstance(value, str):
+        got = "a str (parse_hex_id turns 64 hex digits into one)"
+    elif isinstance(value, bytes | bytearray | memoryview):
+        got = f"{len(value)} bytes"
+    else:
+        got = type(value).__name__
+    raise LocalError(f"a {what} is {ID_BYTES} bytes, got {got}")
 
 
 def id_to_int(raw: bytes) -> int:

@@ -55,7 +55,7 @@ from .errors import (
     ValidationError,
 )
 from .identity import Signer
-from .ids import sha256
+from .ids import require_id, sha256
 from .memlog import MeshLog
 from .messages import MAX_KEYS_PER_REQUEST, MAX_RECORDS_PER_REPLY, SinceEntry
 from .node import Node
@@ -221,6 +221,7 @@ class Mesh:
 
         `key` is the mesh key of an encrypted mesh; it is checked against the entries
         fetched (ConfigError when it opens none of them)."""
+        mesh_id = require_id(mesh_id, "mesh id")
         if mesh_id in node.meshes:
             existing: Mesh = node.meshes[mesh_id]
             if key is not None:
@@ -383,7 +384,19 @@ class Mesh:
     async def append(
         self, payload: bytes, *, wait: Literal["local", "replicated"] = "local"
     ) -> AppendResult:
-        """Write an entry. It is durable here first; `wait` says whether to await replicas."""
+        """Write an entry. It is durable here first; `wait` says whether to await replicas.
+
+        With `wait="replicated"` the result counts the replicas that acknowledged: 0
+        when the write quorum was not reached (no other node reachable, say). The
+        entry is kept here all the same, and republish and anti-entropy sync carry it
+        to the others later."""
+        if wait not in ("local", "replicated"):
+            raise LocalError(f"wait is 'local' or 'replicated', got {wait!r}")
+        if isinstance(payload, bytearray | memoryview):
+            payload = bytes(payload)
+        if not isinstance(payload, bytes):
+            hint = " (encode text first: text.encode())" if isinstance(payload, str) else ""
+            raise LocalError(f"a payload is bytes, got {type(payload).__name__}{hint}")
         if not self.view.is_member(self.id, self.author.public_key):
             raise ValidationError(ErrorCode.NOT_MEMBER, "this key is not a member of the mesh")
         limit = self.payload_limit

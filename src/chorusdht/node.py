@@ -16,7 +16,7 @@ import fcntl
 import logging
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +26,9 @@ import trio
 
 from .config import NodeConfig
 from .core import NodeCore
-from .errors import ChorusError, ConfigError, StoreError
+from .errors import ChorusError, ConfigError, LocalError, StoreError
 from .identity import Identity, Signer, load_or_create_identity
-from .ids import puzzle_ok
+from .ids import puzzle_ok, require_id
 from .messages import SinceEntry
 from .records import Record
 from .results import (
@@ -157,8 +157,11 @@ class Node:
 
     # ---- public operations --------------------------------------------------
 
-    async def bootstrap(self, addrs: list[tuple[str, int]] | None = None) -> BootstrapResult:
-        """Join through `addrs` (resolved here), or through stored contacts if none."""
+    async def bootstrap(
+        self, addrs: Sequence[tuple[str, int] | str] | None = None
+    ) -> BootstrapResult:
+        """Join through `addrs` ((host, port) or "HOST:PORT", resolved here), or through
+        stored contacts if none."""
         resolved = [resolve_addr(a) for a in addrs or []]
         op = self.core.bootstrap(resolved, trio.current_time())
         return await self._wait(op, BootstrapResult)
@@ -167,16 +170,21 @@ class Node:
         self, raw: bytes, key: bytes, *, quorum: int | None = None, early: bool = False
     ) -> PutResult:
         """Store on the k closest nodes; with `early`, return once the quorum has it."""
+        if not isinstance(raw, bytes):
+            raise LocalError(f"a record is bytes, got {type(raw).__name__}")
+        key = require_id(key, "key")
         op = self.core.put(raw, key, trio.current_time(), quorum=quorum, early=early)
         return await self._wait(op, PutResult)
 
     async def get(self, key: bytes) -> GetResult:
+        key = require_id(key, "key")
         return await self._wait(self.core.get(key, trio.current_time()), GetResult)
 
     async def find_node(self, target: bytes) -> LookupResult:
+        target = require_id(target, "target")
         return await self._wait(self.core.find_node(target, trio.current_time()), LookupResult)
 
-    async def ping(self, addr: tuple[str, int]) -> PingResult:
+    async def ping(self, addr: tuple[str, int] | str) -> PingResult:
         op = self.core.ping(resolve_addr(addr), trio.current_time())
         return await self._wait(op, PingResult)
 
@@ -209,9 +217,12 @@ class DataDirLock:
     """An exclusive lock on a data directory, so two nodes never share one store."""
 
     def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
         self._path = data_dir / LOCK_FILE
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise ConfigError(f"cannot use data dir {data_dir}: {e.strerror}") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -230,8 +241,8 @@ class DataDirLock:
 @asynccontextmanager
 async def open_node(
     *,
-    listen: tuple[str, int] = ("127.0.0.1", 0),
-    data_dir: Path | None = None,
+    listen: tuple[str, int] | str = ("127.0.0.1", 0),
+    data_dir: Path | str | None = None,
     identity: Signer | None = None,
     store: RecordStore | None = None,
     config: NodeConfig | None = None,
@@ -241,8 +252,10 @@ async def open_node(
     """Start a node and stop it cleanly (contacts saved, store closed) on exit.
 
     With `data_dir`, the identity, the SQLite store and the lock live there;
-    without it, the node is ephemeral (fresh key, in-memory store).
+    without it, the node is ephemeral (fresh key, in-memory store). `listen` is
+    (host, port) or "HOST:PORT".
     """
+    data_dir = Path(data_dir) if data_dir is not None else None
     lock = DataDirLock(data_dir) if data_dir is not None else None
     own_store = store is None
     try:

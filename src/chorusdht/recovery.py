@@ -64,11 +64,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import trio
 
 from .errors import ChorusError, ConfigError, NotFound, ValidationError
-from .ids import sha256
+from .ids import require_id, sha256
 from .memlog import MeshLog
 from .node import Node
 from .records import Chunk, Head, Roster, head_key, load_trusted, roster_key, validate
@@ -245,7 +246,7 @@ async def recover(
     node: Node,
     mesh: bytes,
     *,
-    bootstrap: list[tuple[str, int]],
+    bootstrap: Sequence[tuple[str, int] | str],
     expect_root: bytes | None = None,
     progress: RecoveryProgress | None = None,
     reseed: bool = False,
@@ -262,6 +263,7 @@ async def recover(
     Raises LookupFailed when no bootstrap node answers, and NotFound when
     no valid genesis of the mesh survives anywhere (nothing could be verified).
     """
+    mesh = require_id(mesh, "mesh id")
     if mesh_key is not None and len(mesh_key) != MESH_KEY_BYTES:
         raise ConfigError(f"a mesh key is {MESH_KEY_BYTES} bytes ({2 * MESH_KEY_BYTES} hex digits)")
     progress = progress or NullProgress()

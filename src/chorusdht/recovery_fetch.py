@@ -292,7 +292,7 @@ class Sweep:
 
 async def crawl(
     node: Node,
-    bootstrap: list[tuple[str, int]],
+    bootstrap: Sequence[tuple[str, int] | str],
     *,
     rng: random.Random | None = None,
     progress: RecoveryProgress | None = None,

@@ -51,9 +51,22 @@ def parse_addr(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     return host, port
 
 
-def resolve_addr(addr: tuple[str, int]) -> Address:
-    """Turn a host name into an IP literal (the form the core matches responses by)."""
+def resolve_addr(addr: tuple[str, int] | str) -> Address:
+    """Turn (host, port) or "HOST:PORT" into (IP literal, port), the form the core matches
+    responses by; ConfigError with one clear line for anything else."""
+    if isinstance(addr, str):
+        addr = parse_addr(addr)
+    if (
+        not isinstance(addr, tuple)
+        or len(addr) != 2
+        or not isinstance(addr[0], str)
+        or not isinstance(addr[1], int)
+        or isinstance(addr[1], bool)
+    ):
+        raise ConfigError(f"bad address {addr!r}: expected (host, port) or 'HOST:PORT'")
     host, port = addr
+    if not 0 <= port < 65536:
+        raise ConfigError(f"bad address {addr!r}: port must be 0-65535")
     try:
         ipaddress.ip_address(host)
         return host, port
@@ -78,7 +91,7 @@ class UdpTransport:
         self.send_errors = 0
 
     @classmethod
-    def bind(cls, addr: tuple[str, int]) -> UdpTransport:
+    def bind(cls, addr: tuple[str, int] | str) -> UdpTransport:
         host, port = resolve_addr(addr)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
