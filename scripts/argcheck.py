@@ -81,6 +81,8 @@ def output_dir(parser: argparse.ArgumentParser, option: str, path: Path | None) 
     """Create the directory `path` (given as `option`) now, or fail in the usage format."""
     if path is None:
         return
+    if path.exists() and not path.is_dir():
+        parser.error(f"{option} {path}: not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
