@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from argcheck import positive_int, positive_int_list
 from cli.client import ControlClient, call
 
 from chorusdht import Identity, Node, NodeConfig, open_node
@@ -366,8 +367,9 @@ def sign_mesh(authors: Sequence[Identity], mesh: bytes, n: int) -> list[Chunk]:
     return log.timeline()
 
 
-async def bench_sync(entries: int, seed: int, floor: float) -> None:
-    """A new pinning member syncs `entries` entries held by MEMBERS member nodes."""
+async def bench_sync(entries: int, seed: int, floor: float) -> bool:
+    """A new pinning member syncs `entries` entries held by MEMBERS member nodes; True if
+    its root matches."""
     config = NodeConfig(k=20, require_membership=True)
     async with swarm(MEMBERS + 1, config, seed + 1) as nodes:
         holders, newcomer = nodes[:MEMBERS], nodes[MEMBERS]
@@ -421,15 +423,23 @@ async def bench_sync(entries: int, seed: int, floor: float) -> None:
             f"  rejected: {mesh.rejected}; peers holding the mesh: {len(await mesh.peers())}; "
             f"chunk size ~{sum(len(c.raw) for c in chunks[:100]) / min(100, entries):,.0f} B"
         )
+        return ok
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Benchmark the memory mesh on loopback UDP.")
-    p.add_argument("--entries", type=int, default=10_000, help="entries in the synced mesh")
-    p.add_argument("--appends", type=int, default=300, help="appends per run")
-    p.add_argument("--runs", type=int, default=5, help="runs per figure (the median is printed)")
     p.add_argument(
-        "--concurrency", default="1,8,32", help="replicated appends in flight, comma-separated"
+        "--entries", type=positive_int, default=10_000, help="entries in the synced mesh"
+    )
+    p.add_argument("--appends", type=positive_int, default=300, help="appends per run")
+    p.add_argument(
+        "--runs", type=positive_int, default=5, help="runs per figure (the median is printed)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=positive_int_list,
+        default="1,8,32",
+        help="replicated appends in flight, comma-separated",
     )
     p.add_argument(
         "--mode",
@@ -441,19 +451,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--skip-appends", action="store_true")
     p.add_argument("--skip-sync", action="store_true")
     a = p.parse_args(argv)
-    concurrency = [int(c) for c in a.concurrency.split(",")]
     verify_rate, validate_rate = verify_floor()
     print(
         f"Ed25519 verify floor: {verify_rate:,.0f}/s per core "
         f"({1e6 / verify_rate:.0f} µs); full chunk validate: {validate_rate:,.0f}/s"
     )
     if not a.skip_appends and a.mode in ("procs", "both"):
-        bench_processes(a.appends, concurrency, a.runs)
+        bench_processes(a.appends, a.concurrency, a.runs)
     if not a.skip_appends and a.mode in ("inproc", "both"):
-        trio.run(bench_appends, a.appends, concurrency, a.runs, a.seed)
-    if not a.skip_sync:
-        trio.run(bench_sync, a.entries, a.seed, verify_rate)
+        trio.run(bench_appends, a.appends, a.concurrency, a.runs, a.seed)
+    if not a.skip_sync and not trio.run(bench_sync, a.entries, a.seed, verify_rate):
+        return 1  # the new member's root differs: a failed check
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import textwrap
 
+from argcheck import positive_int
+
 BOOTSTRAP_NODES = 100_000  # the large case: OverSim's published ceiling
 LOOKUP_NODES = 10_000  # lookup-10k as shipped
 
@@ -67,15 +69,15 @@ def _run(name: str, nodes: int) -> dict[str, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, help="scale both cases to this many nodes")
+    ap.add_argument("--nodes", type=positive_int, help="scale both cases to this many nodes")
     ap.add_argument("--only", choices=("lookup", "bootstrap"), help="run one case")
     args = ap.parse_args()
     cases = []
     if args.only in (None, "lookup"):
-        cases.append(("lookup-10k", args.nodes or LOOKUP_NODES))
+        cases.append(("lookup-10k", LOOKUP_NODES if args.nodes is None else args.nodes))
     if args.only in (None, "bootstrap"):
         # The same scenario shape (join, then 1,000 lookups), at the bootstrap scale.
-        cases.append(("lookup-10k", args.nodes or BOOTSTRAP_NODES))
+        cases.append(("lookup-10k", BOOTSTRAP_NODES if args.nodes is None else args.nodes))
     for name, nodes in cases:
         r = _run(name, nodes)
         print(

@@ -17,6 +17,7 @@ table and the ratios.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import subprocess
@@ -26,12 +27,21 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# The shared anchors dir (workload.py, run_anchors.sh): $ANCHORS_DIR, else ../shared/bench/anchors
+# beside the checkout (/work/shared/bench/anchors for /work/main).
 ANCHORS = Path(os.environ.get("ANCHORS_DIR", ROOT.parent / "shared" / "bench" / "anchors"))
 sys.path.insert(0, str(ANCHORS))
 
 import trio  # noqa: E402
 
-import workload as W  # type: ignore[import-not-found]  # noqa: E402
+try:
+    import workload as W  # type: ignore[import-not-found]
+except ModuleNotFoundError as e:  # --help still works; a run says where the workload was looked for
+    if e.name != "workload":
+        raise
+    W = None
+from argcheck import output_dir  # noqa: E402
+
 from chorusdht import (  # noqa: E402
     ChorusError,
     Identity,
@@ -110,7 +120,7 @@ async def main_async(args: Any) -> dict[str, Any]:
     }
     rss_base = W.rss_mb()
     swarm = Swarm()
-    tmp = Path(args.sqlite) if args.sqlite else None
+    tmp = args.sqlite
     async with trio.open_nursery() as nursery:
         t0 = W.now()
         for i in range(args.nodes):
@@ -211,6 +221,9 @@ async def main_async(args: Any) -> dict[str, Any]:
 
 def run_anchors() -> int:
     """Install the reference peers (once) and run all three systems in one matrix."""
+    if not (ANCHORS / "run_anchors.sh").is_file():
+        print(f"error: no run_anchors.sh in {ANCHORS}: {MISSING_HINT}", file=sys.stderr)
+        return 2
     venv = ROOT / ".venv-anchors"
     py = venv / "bin" / "python"
     if not py.exists():
@@ -230,15 +243,58 @@ def run_anchors() -> int:
     return subprocess.call(["bash", str(ANCHORS / "run_anchors.sh")], env=env)
 
 
+MISSING_HINT = "set ANCHORS_DIR to the shared anchors dir (/work/shared/bench/anchors)"
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors for what the shared workload's parser lets through (types only)."""
+    bounds = [
+        ("--nodes", args.nodes, args.nodes >= 2, ">= 2"),
+        ("--ops", args.ops, args.ops >= 1, ">= 1"),
+        ("--value-size", args.value_size, args.value_size >= 0, ">= 0"),
+        ("--concurrency", args.concurrency, args.concurrency >= 1, ">= 1"),
+        ("--settle-s", args.settle_s, args.settle_s >= 0, ">= 0"),
+        ("--op-timeout-s", args.op_timeout_s, args.op_timeout_s > 0, "> 0"),
+        ("--kill-fraction", args.kill_fraction, 0 <= args.kill_fraction <= 1, "in [0, 1]"),
+        ("--kill-settle-s", args.kill_settle_s, args.kill_settle_s >= 0, ">= 0"),
+        ("--kill-gets", args.kill_gets, args.kill_gets is None or args.kill_gets >= 0, ">= 0"),
+        ("--deadline-s", args.deadline_s, args.deadline_s > 0, "> 0"),
+    ]
+    for option, value, ok, need in bounds:
+        if not ok:
+            p.error(f"argument {option}: must be {need}, got {value}")
+    for option, field in (("--k", "k"), ("--alpha", "alpha")):
+        try:
+            NodeConfig(**{field: getattr(args, field)})  # the library's own bounds
+        except ValueError as e:
+            p.error(f"argument {option}: {e}")
+    output_dir(p, "--sqlite", args.sqlite)
+
+
 def main() -> None:
-    if "--anchors" in sys.argv:
-        sys.exit(run_anchors())
-    p = W.make_parser("chorusdht", settle_default=0.0)
+    if W is not None:
+        p = W.make_parser("chorusdht", settle_default=0.0)
+    else:
+        p = argparse.ArgumentParser(
+            description="chorusdht loopback DHT benchmark",
+            epilog=f"The workload options (--nodes, --ops, ...) come from workload.py in "
+            f"ANCHORS_DIR; it is not in {ANCHORS}.",
+        )
+    p.add_argument("--anchors", action="store_true",
+                   help="run the shared matrix (kademlia, opendht, chorusdht) with run_anchors.sh "
+                        "instead, installing the reference peers into .venv-anchors once")
     p.add_argument("--k", type=int, default=20, help="replication factor (default 20)")
     p.add_argument("--alpha", type=int, default=3, help="lookup parallelism (default 3)")
-    p.add_argument("--sqlite", metavar="DIR", default=None,
+    p.add_argument("--sqlite", metavar="DIR", type=Path, default=None,
                    help="keep each node's records in SQLite under DIR (default: in memory)")
-    args = p.parse_args()
+    args, rest = p.parse_known_args()
+    if args.anchors:
+        sys.exit(run_anchors())
+    if W is None:
+        p.error(f"no workload.py in {ANCHORS}: {MISSING_HINT}")
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+    check_args(p, args)
     W.arm_deadline(args.deadline_s)
     W.emit(trio.run(main_async, args))
 

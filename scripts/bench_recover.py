@@ -31,6 +31,7 @@ import tracemalloc
 from pathlib import Path
 
 import trio
+from argcheck import non_negative_int, output_file, positive_int
 
 from chorusdht import ChorusError, NodeConfig, open_node
 from chorusdht.identity import Identity
@@ -40,7 +41,7 @@ from chorusdht.recovery import Stage, recover
 from chorusdht.store import SqliteStore
 
 PAYLOAD_BYTES = 300  # the issue's "about 300 bytes" per entry
-AUTHORS = 5
+AUTHORS = 5  # entries go round-robin over them; each needs one for its head
 SURVIVORS = 10
 TEMPLATE = "template.sqlite3"
 
@@ -223,7 +224,8 @@ async def run_recovery(
     trace: bool,
     top: int,
     survivors: list[int],
-) -> None:
+) -> bool:
+    """Recover the mesh through a fresh node and print the figures; True if it was exact."""
     host, port = seed.rsplit(":", 1)
     mesh = bytes.fromhex(str(expected["mesh"]))
     async with open_node(config=NodeConfig(read_only=True)) as node:
@@ -274,16 +276,19 @@ async def run_recovery(
     )
     print(f"idle RSS          : {idle / 2**20:,.0f} MiB (this process, node open, before recovery)")
     print(f"dropped           : {report.dropped or 'none'}")
+    return report.exact
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--entries", type=int, default=100_000)
-    ap.add_argument("--survivors", type=int, default=SURVIVORS)
+    ap.add_argument(
+        "--entries", type=int, default=100_000, help=f"at least {AUTHORS}, one per author"
+    )
+    ap.add_argument("--survivors", type=positive_int, default=SURVIVORS)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="verifying processes (default: none below 4 CPUs, else CPUs - 1)",
     )
@@ -291,27 +296,33 @@ def main() -> None:
     ap.add_argument("--trace-rss", action="store_true", help="print RSS at each stage boundary")
     ap.add_argument("--profile", type=Path, help="write a cProfile of the recovery to this file")
     ap.add_argument(
-        "--tracemalloc", type=int, default=0, metavar="N", help="print the N largest live sites"
+        "--tracemalloc",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="print the N largest live sites",
     )
     ap.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--bootstrap", help=argparse.SUPPRESS)
     ap.add_argument("--addr-file", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.entries < AUTHORS:
+        ap.error(f"argument --entries: must be >= {AUTHORS} (one per author), got {args.entries}")
+    output_file(ap, "--profile", args.profile)
     if args.prepare:
         prepare(args.prepare, args.entries, args.seed)
-        return
+        return 0
     if args.serve:
         trio.run(serve, args.serve, args.bootstrap, args.addr_file, not args.no_handoff)
-        return
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-recover-") as tmp_:
         tmp = Path(tmp_)
         t = time.perf_counter()
-        subprocess.run(
-            [sys.executable, __file__, "--prepare", str(tmp), "--entries", str(args.entries)],
-            check=True,
-        )
+        prepare_args = ["--prepare", str(tmp), "--entries", str(args.entries)]
+        prepare_args += ["--seed", str(args.seed)]
+        subprocess.run([sys.executable, __file__, *prepare_args], check=True)
         expected = json.loads((tmp / "expected.json").read_text())
         print(f"prepared {args.entries:,} entries in {time.perf_counter() - t:.1f} s")
         procs: list[subprocess.Popen[bytes]] = []
@@ -343,17 +354,18 @@ def main() -> None:
                 tracemalloc.start()
             if args.profile:
                 with cProfile.Profile() as prof:
-                    trio.run(*run)
+                    exact = trio.run(*run)
                 prof.dump_stats(args.profile)
             else:
-                trio.run(*run)
+                exact = trio.run(*run)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait()
         os.sync()
+    return 0 if exact else 1  # a recovery that is not exact is a failed check
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

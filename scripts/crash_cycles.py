@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from argcheck import non_negative_float, output_dir, positive_float, positive_int
 from cli.client import ControlClient
 
 __all__ = ["CrashReport", "Cycle", "main", "run_cycles"]
@@ -233,25 +234,36 @@ class _Client(ControlClient):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cycles", type=int, default=100)
+    p.add_argument("--cycles", type=positive_int, default=100)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-dir", type=Path, default=None, help="kept across cycles (default: temp)")
-    p.add_argument("--min-kill", type=float, default=0.2, help="earliest SIGKILL, s after start")
-    p.add_argument("--max-kill", type=float, default=1.5, help="latest SIGKILL, s after start")
-    p.add_argument("--max-seconds", type=float, default=3600.0)
+    p.add_argument(
+        "--min-kill", type=non_negative_float, default=0.2, help="earliest SIGKILL, s after start"
+    )
+    p.add_argument(
+        "--max-kill", type=non_negative_float, default=1.5, help="latest SIGKILL, s after start"
+    )
+    p.add_argument("--max-seconds", type=positive_float, default=3600.0)
     args = p.parse_args(argv)
+    if args.min_kill > args.max_kill:
+        p.error(f"need --min-kill <= --max-kill, got {args.min_kill:g} > {args.max_kill:g}")
+    output_dir(p, "--data-dir", args.data_dir)
     if os.name != "posix":
         print("needs POSIX signals", file=sys.stderr)
         return 2
-    report = run_cycles(
-        args.cycles,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        min_kill=args.min_kill,
-        max_kill=args.max_kill,
-        deadline=args.max_seconds,
-        progress=True,
-    )
+    try:
+        report = run_cycles(
+            args.cycles,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            min_kill=args.min_kill,
+            max_kill=args.max_kill,
+            deadline=args.max_seconds,
+            progress=True,
+        )
+    except RuntimeError as e:  # the node would not init or start: say why, in one line
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(
         f"cycles survived {report.survived}/{len(report.cycles)}, appends acknowledged "
         f"{report.acked:,}; {report.seconds:.0f} s"

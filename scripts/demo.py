@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from argcheck import output_dir, positive_float, positive_int
 from cli.client import call
 from rich.console import Console
 from rich.table import Table
@@ -191,15 +192,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=16, help="chorusdht join processes (16)")
     parser.add_argument("--members", type=int, default=4, help="mesh members, founder included (4)")
-    parser.add_argument("--entries", type=int, default=30, help="entries per member (30)")
-    parser.add_argument("--sync-interval", type=float, default=1.0, help="anti-entropy period, s")
-    parser.add_argument("--sync-timeout", type=float, default=40.0, help="give up syncing after, s")
+    parser.add_argument("--entries", type=positive_int, default=30, help="entries per member (30)")
+    parser.add_argument(
+        "--sync-interval", type=positive_float, default=1.0, help="anti-entropy period, s"
+    )
+    parser.add_argument(
+        "--sync-timeout", type=positive_float, default=40.0, help="give up syncing after, s"
+    )
     parser.add_argument("--out", type=Path, help="keep the data dirs here (default: a temp dir)")
     args = parser.parse_args()
     if not 2 <= args.members <= args.nodes:
         parser.error("need 2 <= --members <= --nodes")
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+    output_dir(parser, "--out", args.out)
     base = Path(tempfile.mkdtemp(prefix="chorusdht-demo-", dir=args.out))
     nodes: list[Node] = []
     try:

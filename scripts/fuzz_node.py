@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from argcheck import non_negative_float, positive_float, positive_int
 
 from chorusdht.codec import MAX_DATAGRAM, decode
 from chorusdht.errors import ErrorCode
@@ -662,12 +663,18 @@ def _drain(sock: socket.socket) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--count", type=int, default=1_000_000, help="datagrams to send")
+    p.add_argument("--count", type=positive_int, default=1_000_000, help="datagrams to send")
     p.add_argument("--seed", type=int, default=1, help="seed of the mutation generator")
-    p.add_argument("--check-every", type=int, default=256, help="datagrams per health PING")
-    p.add_argument("--rss-every", type=int, default=10_000, help="datagrams per RSS sample")
-    p.add_argument("--max-seconds", type=float, default=3600.0, help="stop after this long")
-    p.add_argument("--rss-tolerance", type=float, default=RSS_TOLERANCE)
+    p.add_argument(
+        "--check-every", type=positive_int, default=256, help="datagrams per health PING"
+    )
+    p.add_argument(
+        "--rss-every", type=positive_int, default=10_000, help="datagrams per RSS sample"
+    )
+    p.add_argument(
+        "--max-seconds", type=positive_float, default=3600.0, help="stop after this long"
+    )
+    p.add_argument("--rss-tolerance", type=non_negative_float, default=RSS_TOLERANCE)
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.add_argument(
         "--avoid-known-crashes",
@@ -709,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
-    ok = report.ok(args.rss_tolerance)
+    ok = report.sent > 0 and report.ok(args.rss_tolerance)  # nothing sent checks nothing
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

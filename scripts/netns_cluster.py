@@ -51,6 +51,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from argcheck import non_negative_float, output_dir, output_file, positive_float, positive_int
 from cli.client import call
 
 BIN = Path(sys.executable).parent / "chorusdht"
@@ -587,13 +588,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=8, help="hosts, split in half (8)")
     parser.add_argument("--writers", type=int, default=3, help="writers per side (3)")
-    parser.add_argument("--partition", type=float, default=15.0, help="seconds of cut writing")
-    parser.add_argument("--append-pause", type=float, default=0.2, help="s between rounds")
-    parser.add_argument("--max-entries", type=int, default=200, help="max rounds during the cut")
-    parser.add_argument("--sync-interval", type=float, default=0.5, help="anti-entropy period")
-    parser.add_argument("--converge-timeout", type=float, default=60.0)
-    parser.add_argument("--recover-timeout", type=float, default=60.0)
-    parser.add_argument("--deadline", type=float, default=300.0, help="hard limit, whole run")
+    parser.add_argument(
+        "--partition", type=positive_float, default=15.0, help="seconds of cut writing"
+    )
+    parser.add_argument(
+        "--append-pause", type=non_negative_float, default=0.2, help="s between rounds"
+    )
+    parser.add_argument(
+        "--max-entries", type=positive_int, default=200, help="max rounds during the cut"
+    )
+    parser.add_argument(
+        "--sync-interval", type=positive_float, default=0.5, help="anti-entropy period"
+    )
+    parser.add_argument("--converge-timeout", type=positive_float, default=60.0)
+    parser.add_argument("--recover-timeout", type=positive_float, default=60.0)
+    parser.add_argument(
+        "--deadline", type=positive_float, default=300.0, help="hard limit, whole run"
+    )
     parser.add_argument("--net", default="10.213", help="a private 10.x.0.0/16, first 2 octets")
     parser.add_argument(
         "--same-subnet", action="store_true", help="all hosts in one /24 (a LAN): see the docstring"
@@ -613,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         or octets[0] != "10"
     ):
         parser.error("--net is the first two octets of a 10.x.0.0/16 test range")
+    output_file(parser, "--json-out", args.json_out)  # before the run, so it is not lost
+    output_dir(parser, "--keep", args.keep)
     why = netns_unavailable()
     if why is not None:
         print(f"cannot create network namespaces: {why}", file=sys.stderr)
@@ -621,8 +634,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"namespaces named {args.prefix}-* exist already; pick another --prefix")
 
     topo = Topology(args.prefix, args.net, args.hosts, args.same_subnet)
-    if args.keep is not None:
-        args.keep.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="chorusdht-netns-", dir=args.keep))
     hosts: list[Host] = []
     summary: dict[str, Any] = {"ok": False}

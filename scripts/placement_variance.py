@@ -16,11 +16,26 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
+from collections.abc import Callable
+from functools import partial
+
+from argcheck import positive_int
+from rich.console import Console
+from rich.progress import Progress
 
 
 def held_fractions(
-    nodes: int, chunks: int, k: int, fraction: float, placements: int, kills: int, seed: int
+    nodes: int,
+    chunks: int,
+    k: int,
+    fraction: float,
+    placements: int,
+    kills: int,
+    seed: int,
+    step: Callable[[], None] = lambda: None,
 ) -> list[float]:
+    """Held fraction of every (layout, kill) run; `step()` after each layout."""
     rng = random.Random(seed)
     out: list[float] = []
     for _ in range(placements):
@@ -33,6 +48,7 @@ def held_fractions(
             dead = set(rng.sample(range(nodes), round(fraction * nodes)))
             held = sum(1 for h in holders if any(i not in dead for i in h))
             out.append(held / chunks)
+        step()
     return out
 
 
@@ -42,18 +58,32 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=2000)
     ap.add_argument("-k", type=int, default=20)
     ap.add_argument("--fraction", type=float, action="append", help="killed fraction (repeat)")
-    ap.add_argument("--placements", type=int, default=20, help="random id/key layouts")
-    ap.add_argument("--kills", type=int, default=100, help="random kills per layout")
+    ap.add_argument("--placements", type=positive_int, default=20, help="random id/key layouts")
+    ap.add_argument("--kills", type=positive_int, default=100, help="random kills per layout")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     if args.k < 1 or args.nodes < args.k or args.chunks < 1:
         ap.error("need nodes >= k >= 1 and chunks >= 1")
-    for f in args.fraction or [0.5, 0.9, 0.99]:
+    fractions = args.fraction or [0.5, 0.9, 0.99]
+    for f in fractions:
         if not 0.0 < f < 1.0:
             ap.error(f"a killed fraction must be between 0 and 1, got {f}")
-        vals = held_fractions(
-            args.nodes, args.chunks, args.k, f, args.placements, args.kills, args.seed
-        )
+    err = Console(stderr=True)  # progress goes there: stdout holds only the figures
+    for f in fractions:
+        if not err.is_terminal:
+            print(f"f = {f}: {args.placements} layouts x {args.kills} kills", file=sys.stderr)
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task(f"f = {f}: layouts", total=args.placements)
+            vals = held_fractions(
+                args.nodes,
+                args.chunks,
+                args.k,
+                f,
+                args.placements,
+                args.kills,
+                args.seed,
+                step=partial(bar.advance, task),
+            )
         bound = 1 - f**args.k
         below = sum(1 for v in vals if v < bound - 0.01)
         print(

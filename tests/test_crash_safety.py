@@ -27,6 +27,7 @@ def _load() -> ModuleType:
         "crash_cycles", ROOT / "scripts" / "crash_cycles.py"
     )
     assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(ROOT / "scripts"))  # its shared helpers (scripts/argcheck.py)
     module = importlib.util.module_from_spec(spec)
     sys.modules["crash_cycles"] = module
     spec.loader.exec_module(module)

@@ -37,6 +37,7 @@ SLICE_DEADLINE = 40.0  # s; the slice runs at ~3,000-6,000 datagrams/s on 2 core
 def _load_fuzzer() -> ModuleType:
     spec = importlib.util.spec_from_file_location("fuzz_node", ROOT / "scripts" / "fuzz_node.py")
     assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(ROOT / "scripts"))  # its shared helpers (scripts/argcheck.py)
     module = importlib.util.module_from_spec(spec)
     sys.modules["fuzz_node"] = module
     spec.loader.exec_module(module)
