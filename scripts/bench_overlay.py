@@ -266,7 +266,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for option, field in (("--k", "k"), ("--alpha", "alpha")):
         try:
             NodeConfig(**{field: getattr(args, field)})  # the library's own bounds
-        except ValueError as e:
+        except ChorusError as e:  # ConfigError
             p.error(f"argument {option}: {e}")
     output_dir(p, "--sqlite", args.sqlite)
 
