@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from chorusdht import ChorusError, ConfigError, parse_mesh_key, read_key_file
+from chorusdht import ChorusError, ConfigError, parse_mesh_key, read_key_file, unwritable_dir
 
 __all__ = [
     "DataDirOpt",
@@ -80,21 +80,6 @@ def data_dir_from(option: Path | None) -> Path:
         return Path(env)
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "chorusdht"
-
-
-def unwritable_dir(path: Path) -> str | None:
-    """Why files could not be written into directory `path` (made if missing), or None.
-
-    Commands that write their results at the end check this first, so a bad --out
-    is refused at once rather than after a long run."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".chorusdht-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chorusdht import unwritable_dir
 from chorusdht.routing import SHARED_IDS_DEFAULT, share_ids
 
 from .engine import Simulator
@@ -129,13 +130,8 @@ def writable_out(out: Path | str) -> Path:
     """`out` as a directory that exists and takes files, or ScenarioError: checked
     before a run, so an hour of simulation is not lost to a typo in a path."""
     out = Path(out)
-    probe = out / ".netsim-write-test"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ScenarioError(f"cannot write to {out}: {e.strerror or e}") from None
+    if (problem := unwritable_dir(out)) is not None:
+        raise ScenarioError(f"cannot write to {out}: {problem}")
     return out
 
 

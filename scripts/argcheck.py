@@ -12,6 +12,8 @@ import argparse
 import os
 from pathlib import Path
 
+from chorusdht import unwritable_dir
+
 __all__ = [
     "non_negative_float",
     "non_negative_int",
@@ -81,11 +83,5 @@ def output_dir(parser: argparse.ArgumentParser, option: str, path: Path | None) 
     """Create the directory `path` (given as `option`) now, or fail in the usage format."""
     if path is None:
         return
-    if path.exists() and not path.is_dir():
-        parser.error(f"{option} {path}: not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        parser.error(f"{option} {path}: cannot create the directory: {e.strerror or e}")
-    if not os.access(path, os.W_OK | os.X_OK):
-        parser.error(f"{option} {path}: not writable")
+    if (problem := unwritable_dir(path)) is not None:
+        parser.error(f"{option} {path}: {problem}")

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         parse_memory_line,
         plain_errors,
         run_daemon,
+        unwritable_dir,
     )
     from .errors import (
         ChorusError,
@@ -100,6 +101,7 @@ _LAZY: dict[str, str] = {
     "control_path": "daemon",
     "error_code": "daemon",
     "parse_hex_id": "daemon",
+    "unwritable_dir": "daemon",
     "parse_memory_line": "daemon",
     "plain_errors": "daemon",
     "run_daemon": "daemon",
@@ -283,6 +285,7 @@ __all__ = [
     "select",
     "sha256",
     "unseal",
+    "unwritable_dir",
     "validate",
     "write_key_file",
     "write_outputs",

@@ -82,6 +82,7 @@ __all__ = [
     "parse_memory_line",
     "plain_errors",
     "run_daemon",
+    "unwritable_dir",
 ]
 
 CONTROL_SOCKET = "control.sock"
@@ -144,6 +145,22 @@ def parse_hex_id(text: str, what: str = "mesh id") -> bytes:
     if len(raw) != 32:
         raise ConfigError(f"bad {what} {text!r}: expected 64 hex digits, got {2 * len(raw)}")
     return raw
+
+
+def unwritable_dir(path: Path) -> str | None:
+    """Why files could not be written into directory `path` (made if missing), or None.
+
+    Whatever writes its results at the end (`chorusdht recover`, `sim`, netsim's
+    `run_scenario`, the scripts) checks this first, so a bad output directory is
+    refused at once rather than after a long run."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".chorusdht-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def parse_memory_line(raw: bytes, lineno: int) -> bytes | None:
