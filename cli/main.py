@@ -66,8 +66,29 @@ app.command()(sim)
 
 
 def run() -> None:
-    """Entry point that also turns a stray Ctrl-C into a quiet exit."""
+    """Entry point: typer's own parse errors are one line too, and a stray Ctrl-C
+    is a quiet exit.
+
+    In standalone mode typer draws a usage error (a bad option value, a missing
+    argument, an unknown command) as a usage line, a hint and a framed box; every
+    other error of ours is one red line, so this entry point catches them instead.
+    """
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except typer.Abort:  # EOF at a prompt
+        raise fail("aborted") from None
+    except typer.TyperException as e:  # click's ClickException and UsageError
+        sys.exit(_usage_error(e))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(e: typer.TyperException) -> int:
+    """Print `e` as one line (with where to find help); return its exit status."""
+    if type(e).__name__ == "NoArgsIsHelpError":  # typer printed the help already
+        return e.exit_code
+    ctx = getattr(e, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    fail(e.format_message().rstrip(".") + hint)
+    return e.exit_code

@@ -118,6 +118,30 @@ def test_join_refuses_bad_options_by_name(
 # ---- G: the id puzzle shows its progress on a terminal, and only there -------------------
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["join", "--k", "x"], "Invalid value for '--k'"),
+        (["nosuch"], "No such command 'nosuch' (see 'chorusdht --help')"),
+        (["get"], "Missing argument 'HASH' (see 'chorusdht get --help')"),
+        (["mesh", "admit"], "Missing argument 'pubkey' (see 'chorusdht mesh admit --help')"),
+        (["join", "--listen"], "Option '--listen' requires an argument"),
+    ],
+)
+def test_typer_parse_errors_are_one_line_too(args: list[str], message: str) -> None:
+    # The installed entry point, not CliRunner: typer's framed usage box came from
+    # its standalone mode, which only the real `chorusdht` process runs in.
+    assert message in fails(*args, code=2)
+
+
+def test_help_and_no_arguments_still_show_the_help() -> None:
+    res = cli("get", "--help")
+    assert res.returncode == 0 and "Usage: chorusdht get" in res.stdout, res.stderr
+    res = cli()  # no_args_is_help: the help, and exit 2 as before
+    assert res.returncode == 2 and "Commands" in res.stdout + res.stderr
+    assert "error:" not in res.stderr
+
+
 def test_key_grinding_reports_each_miss() -> None:
     seen: list[int] = []
     ident = Identity.generate(6, seen.append)
