@@ -11,7 +11,7 @@ from rich.table import Table
 
 from chorusdht import ConfigError, parse_hex_id, write_key_file
 
-from .client import call
+from .client import NodeReplyError, call
 from .common import (
     DataDirOpt,
     JsonOpt,
@@ -20,6 +20,7 @@ from .common import (
     MeshOpt,
     data_dir_from,
     err,
+    fail,
     mesh_key_from,
     one_line_errors,
     out,
@@ -173,7 +174,12 @@ def follow(
         args: dict[str, Any] = {"mesh": mesh_id, "pin": pin}
         if key is not None:
             args["key"] = key.hex()
-        reply = call(data_dir_from(data_dir), "follow", **args)
+        try:
+            reply = call(data_dir_from(data_dir), "follow", **args)
+        except NodeReplyError as e:
+            if e.code == "ConfigError":  # the node found the key wrong: bad input, as in recover
+                raise fail(str(e), 2) from None
+            raise
     out.print(f"following mesh {reply['name']!r} ({reply['entries']} entries so far)")
     if reply.get("encrypted") and not reply.get("has_key"):
         err.print("the mesh is encrypted and this node has no key: its entries stay sealed here")

@@ -252,8 +252,8 @@ def test_cli_encrypted_mesh_create_follow_append_log_recover(tmp_path: Path) -> 
         assert "bad mesh key" in fails(*bad, code=2)  # a bad argument: a usage error
         ok("mesh", "follow", mesh, "-d", str(n2))  # first without the key: the entry is sealed
         _wait_rows(n2, 1)
-        assert "wrong mesh key" in fails(
-            "mesh", "follow", mesh, "--mesh-key", new_mesh_key().hex(), "-d", str(n2)
+        assert "wrong mesh key" in fails(  # exit 2, as `recover --mesh-key WRONG`
+            "mesh", "follow", mesh, "--mesh-key", new_mesh_key().hex(), "-d", str(n2), code=2
         )
         ok("mesh", "follow", mesh, "--key-file", str(key_file), "-d", str(n2))
         ok("append", "written by the member", "-d", str(n2))
