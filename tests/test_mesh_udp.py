@@ -5,8 +5,18 @@ from __future__ import annotations
 import pytest
 import trio
 
-from chorusdht import ConfigError, ErrorCode, Identity, LocalError, NodeConfig, ValidationError
+from chorusdht import (
+    ConfigError,
+    ErrorCode,
+    Identity,
+    LocalError,
+    NodeConfig,
+    StoreError,
+    ValidationError,
+    open_node,
+)
 from chorusdht.mesh import Mesh
+from chorusdht.store import MemoryStore
 
 from .conftest import udp_swarm
 
@@ -132,3 +142,56 @@ async def test_library_misuse_is_a_local_error_that_says_what_to_pass() -> None:
             ]:
                 with pytest.raises(ConfigError, match=words):
                     await b.ping(addr)  # type: ignore[arg-type]
+
+
+class FillingStore(MemoryStore):
+    """A store on a disk that fills up: once `room` is set, that many more records fit."""
+
+    room: int | None = None
+
+    def put(self, key: bytes, raw: bytes, *, mesh: bytes | None, kind: str) -> None:
+        if self.room is not None:
+            if self.room == 0:
+                raise StoreError("store write failed: database or disk is full")
+            self.room -= 1
+        super().put(key, raw, mesh=mesh, kind=kind)
+
+
+async def test_an_append_the_store_refused_is_not_in_the_log() -> None:
+    """On a full disk the refused chunk once stayed in the log: `log` showed it, the
+    next append chained onto it, and after a restart that acknowledged entry dangled
+    for ever. A chunk that is stored but whose head is not is a done append."""
+    config = NodeConfig(require_membership=True)
+    store = FillingStore()
+    with trio.fail_after(30):
+        async with open_node(store=store, config=config) as node:
+            mesh = await Mesh.create(node, "small disk")
+            await mesh.append(b"kept")
+            store.room = 0
+            with pytest.raises(StoreError, match="disk is full"):
+                await mesh.append(b"refused")
+            store.room = 1  # the chunk fits, its head does not
+            assert (await mesh.append(b"kept too")).seq == 2
+            store.room = None
+            await mesh.append(b"after")
+            want = [b"kept", b"kept too", b"after"]
+            assert [c.payload for c in mesh.timeline()] == want
+        async with open_node(store=store, config=config) as again:  # a restart
+            reloaded = Mesh.load(again, mesh.id)
+            assert [c.payload for c in reloaded.timeline()] == want
+            assert reloaded.dangling() == {} and reloaded.phase().entries == 3
+
+
+async def test_a_mesh_the_store_refused_can_be_founded_again() -> None:
+    """Founding on a full disk once left the mesh registered but never stored: a
+    retry said it already existed."""
+    store = FillingStore()
+    with trio.fail_after(30):
+        async with open_node(store=store, config=NodeConfig(require_membership=True)) as node:
+            store.room = 0
+            with pytest.raises(StoreError):
+                await Mesh.create(node, "later")
+            assert node.meshes == {}
+            store.room = None
+            mesh = await Mesh.create(node, "later")
+            assert (await mesh.append(b"ok")).seq == 1

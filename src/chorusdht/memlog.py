@@ -167,8 +167,16 @@ class MeshLog:
 
     def append(self, signer: Signer, payload: bytes, *, time: int) -> Chunk:
         """Sign `payload` as `signer`'s next chunk and add it. `time` is advisory ms."""
+        chunk = self.sign_next(signer, payload, time=time)
+        self.add(chunk)
+        return chunk
+
+    def sign_next(self, signer: Signer, payload: bytes, *, time: int) -> Chunk:
+        """Sign `payload` as `signer`'s next chunk without adding it (a writer commits
+        it to its store first: a chunk the store refused must not be the next one's
+        `prev`)."""
         n = self.next_append(signer.public_key)
-        chunk = make_chunk(
+        return make_chunk(
             signer,
             mesh=self.mesh,
             seq=n.seq,
@@ -178,8 +186,6 @@ class MeshLog:
             time=time,
             payload=payload,
         )
-        self.add(chunk)
-        return chunk
 
     def _close(self, key: bytes) -> None:
         """Close `key` (all its deps are closed), then every waiter that this completes."""

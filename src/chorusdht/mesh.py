@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,6 +53,7 @@ from .errors import (
     LocalError,
     NetworkError,
     NotFound,
+    StoreError,
     ValidationError,
 )
 from .identity import Signer
@@ -199,8 +201,9 @@ class Mesh:
         if genesis.key in node.meshes:  # the same founder, name and policy: the same id
             raise LocalError(f"mesh {name!r} already exists (id {genesis.key.hex()})")
         mesh = cls(node, genesis, author, pin=pin, clock=clock, key=key)
-        mesh._keep(genesis)
-        mesh._keep(mesh.view.roster())
+        with mesh._forgotten_on_error():  # a store that refused it: a retry starts afresh
+            mesh._keep(genesis)
+            mesh._keep(mesh.view.roster())
         await mesh.start()
         await mesh._publish(genesis)
         await mesh._publish(mesh.view.roster())
@@ -234,7 +237,8 @@ class Mesh:
         if not isinstance(got.record, Genesis):
             raise LocalError(f"{mesh_id.hex()} is not a mesh id")
         mesh = cls(node, got.record, author or node.core.identity, pin=pin, clock=clock)
-        mesh._keep(got.record)
+        with mesh._forgotten_on_error():
+            mesh._keep(got.record)
         await mesh.start()
         await mesh.refresh_roster()
         # A member's node answers with everything in a few GET_MANY batches; the DHT
@@ -286,6 +290,22 @@ class Mesh:
             cursor = keys[-1]
         for c in chunks:
             self._add_chunk(c)
+
+    def forget(self) -> None:
+        """Unregister this mesh from its node (its records stay in the store): a create,
+        join or follow that failed half-way leaves nothing behind, and a retry starts
+        afresh."""
+        self.node.meshes.pop(self.id, None)
+        self.core.pinned.discard(self.id)
+        self.core.sync_sources.pop(self.id, None)
+
+    @contextmanager
+    def _forgotten_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.forget()
+            raise
 
     async def start(self) -> None:
         """Start the background replication workers (called by create/join)."""
@@ -413,12 +433,18 @@ class Mesh:
             me = self.author.public_key
             seq = self.log.next_append(me).seq
             payload = seal(self.key, self.id, me, seq, payload)
-        chunk = self.log.append(self.author, payload, time=self.clock())
+        # The store first: a chunk it refuses (a full disk) never enters the log, so the
+        # next append does not chain onto an entry a restart would not have.
+        chunk = self.log.sign_next(self.author, payload, time=self.clock())
+        self._keep(chunk)
+        self.log.add(chunk)
         head = make_head(
             self.author, mesh=self.id, seq=chunk.seq, chunk_hash=chunk.key, lamport=chunk.lamport
         )
-        self._keep(chunk)
-        self._keep(head)
+        try:
+            self._keep(head)
+        except StoreError:  # the entry is durable; the head is a pointer the next one replaces
+            self.core.stats["heads_not_stored"] += 1
         self._push(chunk)
         # The head only points at the newest chunk: it goes out in the background
         # (after the chunk), where a newer head replaces one not yet put.
