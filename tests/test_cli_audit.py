@@ -312,3 +312,32 @@ def test_log_follow_says_the_node_went_away(tmp_path: Path) -> None:
         if node.proc.poll() is None:
             os.killpg(node.proc.pid, signal.SIGKILL)
             node.proc.wait(timeout=10)
+
+
+# ---- B: a node whose meshes.json cannot be written ------------------------------------
+
+
+def test_mesh_create_that_cannot_be_remembered_fails_and_the_node_runs_on(
+    tmp_path: Path,
+) -> None:
+    """An unwritable meshes.json (a full disk; here its .tmp is a directory) once crashed
+    the node with a traceback, and the CLI said 'the node closed the control connection'."""
+    d = tmp_path / "n"
+    ok("init", "-d", str(d))
+    node = NodeProc(d, free_port())
+    try:
+        node.wait_for("ready")
+        blocker = d / "meshes.json.tmp"
+        blocker.mkdir()
+        line = fails("mesh", "create", "team", "-d", str(d))
+        assert line.startswith(f"error: cannot write {d / 'meshes.json'}: ")
+        assert "follows no mesh" in fails("log", "-d", str(d))  # nothing followed half-way
+        blocker.rmdir()
+        mesh = ok("mesh", "create", "team", "-d", str(d)).splitlines()[-1]  # a retry
+        ok("append", "remembered", "-d", str(d))
+        assert json.loads((d / "meshes.json").read_text())["meshes"][0]["id"] == mesh
+        assert node.stop() == 0
+    finally:
+        if node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)

@@ -61,6 +61,7 @@ from .errors import (
     LocalError,
     LookupFailed,
     NotFound,
+    StoreError,
     ValidationError,
 )
 from .mesh import AppendResult, Mesh
@@ -264,7 +265,8 @@ def load_mesh_keys(data_dir: Path) -> dict[bytes, bytes]:
 def save_followed(
     data_dir: Path, followed: dict[bytes, bool], keys: dict[bytes, bytes] | None = None
 ) -> None:
-    """Write meshes.json atomically, mode 0600: it holds the mesh keys."""
+    """Write meshes.json atomically, mode 0600: it holds the mesh keys. A StoreError when
+    it cannot be written (a full disk, say); the file is then left as it was."""
     keys = keys or {}
     doc = {
         "meshes": [
@@ -272,12 +274,21 @@ def save_followed(
             for k, v in sorted(followed.items())
         ]
     }
-    tmp = data_dir / (MESHES_FILE + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)  # a .tmp left by an older version may be 0644
-        f.write(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, data_dir / MESHES_FILE)
+    path, tmp = data_dir / MESHES_FILE, data_dir / (MESHES_FILE + ".tmp")
+    text = json.dumps(doc, indent=1) + "\n"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if path.read_text() == text:
+            return  # unchanged: nothing to write (a node restarting on a full disk)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # a .tmp left by an older version may be 0644
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 class Daemon:
@@ -324,28 +335,34 @@ class Daemon:
                         f"unknown mesh {mesh_id.hex()}: no reachable node to fetch it from"
                     ) from None
             if key is not None:
-                mesh.set_key(key)
-                self.keys[mesh_id] = key
+                try:
+                    mesh.set_key(key)
+                except ConfigError:
+                    mesh.forget()
+                    raise
             self._adopt(mesh, pin)
             return mesh
-        changed = False
         if key is not None and key != mesh.key:
             mesh.set_key(key)
             self.keys[mesh_id] = key
-            changed = True
-        if pin and not self.pinned[mesh_id]:
+        if pin:
             self.pinned[mesh_id] = True
-            changed = True
-        if changed:
-            save_followed(self.data_dir, self.pinned, self.keys)
+        # Written only if it changed; after a write that failed, a retry writes it.
+        save_followed(self.data_dir, self.pinned, self.keys)
         return mesh
 
     def _adopt(self, mesh: Mesh, pin: bool) -> None:
+        """Follow `mesh` from now on and remember it in meshes.json. When that file cannot
+        be written (StoreError), the mesh is let go: nothing is followed half-way."""
+        pinned = self.pinned | {mesh.id: pin}
+        keys = self.keys | ({mesh.id: mesh.key} if mesh.key is not None else {})
+        try:
+            save_followed(self.data_dir, pinned, keys)
+        except StoreError:
+            mesh.forget()
+            raise
         self.meshes[mesh.id] = mesh
-        self.pinned[mesh.id] = pin
-        if mesh.key is not None:
-            self.keys[mesh.id] = mesh.key
-        save_followed(self.data_dir, self.pinned, self.keys)
+        self.pinned, self.keys = pinned, keys
         self.node.spawn(mesh.sync_forever, self.sync_interval)
 
     def mesh(self, ref: str | None) -> Mesh:
