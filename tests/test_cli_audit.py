@@ -341,3 +341,39 @@ def test_mesh_create_that_cannot_be_remembered_fails_and_the_node_runs_on(
         if node.proc.poll() is None:
             os.killpg(node.proc.pid, signal.SIGKILL)
             node.proc.wait(timeout=10)
+
+
+def test_a_start_that_fails_on_one_mesh_forgets_none(tmp_path: Path) -> None:
+    """meshes.json was rewritten as each remembered mesh loaded: a start that failed on one
+    of them dropped it and every mesh after it from the file, with their mesh keys."""
+    d = tmp_path / "n"
+    ok("init", "-d", str(d))
+    node = NodeProc(d, free_port())
+    try:
+        node.wait_for("ready")
+        for name in ("a", "b"):
+            ok("mesh", "create", name, "--encrypt", "-d", str(d))
+        assert node.stop() == 0
+    finally:
+        if node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
+    remembered = d / "meshes.json"
+    doc = json.loads(remembered.read_text())
+    doc["meshes"].insert(1, {"id": "ee" * 32, "pin": True, "key": "11" * 32})  # unreachable
+    remembered.write_text(json.dumps(doc, indent=1) + "\n")
+    line = fails("join", "-d", str(d), "--listen", "127.0.0.1:0")
+    assert line.startswith(f"error: unknown mesh {'ee' * 32}")
+    after = json.loads(remembered.read_text())["meshes"]
+    assert sorted(after, key=str) == sorted(doc["meshes"], key=str)
+    # Nothing to rewrite, so a node restarts where nothing can be written (a full disk).
+    good = sorted((m for m in after if m["id"] != "ee" * 32), key=lambda m: m["id"])
+    remembered.write_text(json.dumps({"meshes": good}, indent=1) + "\n")
+    (d / "meshes.json.tmp").mkdir()
+    node = NodeProc(d, free_port())
+    try:
+        node.wait_for("ready")
+        assert _mesh_names(str(d)) == ["a", "b"]
+    finally:
+        os.killpg(node.proc.pid, signal.SIGKILL)
+        node.proc.wait(timeout=10)

@@ -687,6 +687,9 @@ async def run_daemon(
             daemon = Daemon(node, data_dir, sync_interval=sync_interval)
             wanted = load_followed(data_dir)
             keys = load_mesh_keys(data_dir)
+            # meshes.json keeps what it remembers while the meshes load: a start that fails
+            # on one of them must not drop the others (and their mesh keys) from the file.
+            daemon.pinned, daemon.keys = dict(wanted), dict(keys)
             wanted |= {m: wanted.get(m, False) for m in follow} | {m: True for m in pin}
             for mesh_id, pinned in wanted.items():
                 mesh = await daemon.follow(mesh_id, pin=pinned, key=keys.get(mesh_id))
