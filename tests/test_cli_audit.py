@@ -230,6 +230,22 @@ def test_recover_refuses_a_wrong_mesh_key(founder: Founder) -> None:
     assert not (out / "memory.jsonl").exists()
 
 
+def test_recover_that_cannot_write_phase_json_keeps_the_last_pair(founder: Founder) -> None:
+    """memory.jsonl was renamed into place before phase.json was written: when that write
+    failed, a new memory.jsonl sat beside the last run's phase.json (another mesh's root
+    and count, "complete": true)."""
+    out = founder.root / "pair"
+    common = ["--bootstrap", f"127.0.0.1:{founder.port}", "--listen", "127.0.0.1:0"]
+    common += ["--out", str(out), "--timeout", "30"]
+    ok("recover", "--mesh", founder.team, *common)
+    before = {name: (out / name).read_bytes() for name in ("memory.jsonl", "phase.json")}
+    (out / "phase.json.tmp").mkdir()  # as a full disk would refuse it
+    line = fails("recover", "--mesh", founder.sec, *common)
+    assert line.startswith(f"error: cannot write to {out}: ")
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["memory.jsonl", "phase.json", "phase.json.tmp"]
+
+
 def test_append_measures_huge_input_before_reading_it(founder: Founder) -> None:
     huge = founder.root / "huge.bin"
     with huge.open("wb") as f:

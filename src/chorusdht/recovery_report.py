@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -209,22 +210,39 @@ def entry_json(c: Chunk, *, encrypted: bool = False, key: bytes | None = None) -
 def write_outputs(report: RecoveryReport, out_dir: Path) -> tuple[Path, Path]:
     """Write `memory.jsonl` (timeline order) and `phase.json`; return their paths.
 
-    Each file is written to a temporary name and renamed, so a crash never leaves a
-    half-written memory that looks complete.
+    Both files are written to temporary names first and renamed only then, so a crash or
+    a failed write (OSError: the temporary files are removed) never leaves a half-written
+    memory that looks complete, nor a new memory.jsonl beside an older phase.json.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     memory, phase = out_dir / "memory.jsonl", out_dir / "phase.json"
-    tmp = memory.with_suffix(".jsonl.tmp")
+    memory_tmp, phase_tmp = memory.with_suffix(".jsonl.tmp"), phase.with_suffix(".json.tmp")
+    try:
+        _write_memory(report, memory_tmp)
+        phase_tmp.write_text(json.dumps(_phase_doc(report), indent=2) + "\n", encoding="utf-8")
+        memory_tmp.replace(memory)
+        phase_tmp.replace(phase)
+    except OSError:
+        for tmp in (memory_tmp, phase_tmp):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    return memory, phase
+
+
+def _write_memory(report: RecoveryReport, path: Path) -> None:
     digest = hashlib.sha256()
-    with tmp.open("w", encoding="utf-8") as f:
+    with path.open("w", encoding="utf-8") as f:
         for c in report.log.timeline():
             digest.update(c.key)
             row = entry_json(c, encrypted=report.encrypted, key=report.mesh_key)
             f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
             f.write("\n")
     assert digest.digest() == report.root  # the file is exactly the proven timeline
-    tmp.replace(memory)
-    doc = {
+
+
+def _phase_doc(report: RecoveryReport) -> dict[str, object]:
+    return {
         "mesh": report.mesh.hex(),
         "root": report.root.hex(),
         "phase": {a.hex(): s for a, s in sorted(report.phase.items())},
@@ -233,7 +251,3 @@ def write_outputs(report: RecoveryReport, out_dir: Path) -> tuple[Path, Path]:
         "encrypted": report.encrypted,
         "sealed": report.sealed,
     }
-    tmp = phase.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(phase)
-    return memory, phase
