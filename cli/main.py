@@ -77,6 +77,10 @@ def run() -> None:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BaseExceptionGroup as group:  # Ctrl-C inside trio's nurseries (recover)
+        if group.subgroup(lambda e: isinstance(e, KeyboardInterrupt)) is None:
+            raise
+        sys.exit(130)
     except typer.Abort:  # EOF at a prompt
         raise fail("aborted") from None
     except typer.TyperException as e:  # click's ClickException and UsageError

@@ -12,6 +12,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -393,3 +394,41 @@ def test_a_start_that_fails_on_one_mesh_forgets_none(tmp_path: Path) -> None:
     finally:
         os.killpg(node.proc.pid, signal.SIGKILL)
         node.proc.wait(timeout=10)
+
+
+# ---- C: Ctrl-C ----------------------------------------------------------------------------
+
+
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as on a terminal (a shell's background job inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_in_recover_is_a_quiet_exit(tmp_path: Path) -> None:
+    """Ctrl-C while recover waited on the network came out of trio's nurseries as a
+    73-line traceback of nested exception groups, exit 1."""
+    out = tmp_path / "rec"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(30)
+        host, port = silent.getsockname()
+        args = ["recover", "--mesh", MESH, "--bootstrap", f"{host}:{port}"]
+        args += ["--listen", "127.0.0.1:0", "--out", str(out), "--timeout", "60"]
+        proc = subprocess.Popen(
+            [CHORUSDHT, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_sigint,
+        )
+        try:
+            silent.recvfrom(65536)  # recover is running: it asks the bootstrap node
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr and stderr.strip() == ""
+    assert list(out.iterdir()) == []
