@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +48,7 @@ from chorusdht.recovery import (
 )
 from chorusdht.recovery_verify import Checker, Verifier
 from chorusdht.store import RecordStore
+from chorusdht.verify_worker import FRAME
 
 from .conftest import Running, udp_swarm
 
@@ -232,6 +237,38 @@ def test_a_batch_whose_worker_dies_is_checked_by_this_process() -> None:
     trio.run(main)
     accepted = ver.settle()
     assert {c.key for c in accepted} == {r.key for r in mesh.records if isinstance(r, Chunk)}
+
+
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as on a terminal (a shell's background job inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_leaves_a_verifying_worker_quiet() -> None:
+    """On a terminal Ctrl-C reaches the whole process group: each verifying worker printed
+    a KeyboardInterrupt traceback beside the CLI's quiet exit. A worker leaves Ctrl-C to
+    its parent and ends with its input."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chorusdht.verify_worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        body = pickle.dumps(([], 1024))
+        proc.stdin.write(FRAME.pack(len(body)) + body)
+        proc.stdin.flush()
+        (n,) = FRAME.unpack(proc.stdout.read(FRAME.size))
+        assert pickle.loads(proc.stdout.read(n)) == []  # it is in its loop
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)  # its input ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and stderr == b""
 
 
 # ---- tier 3: real UDP on loopback ------------------------------------------------------

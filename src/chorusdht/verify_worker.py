@@ -15,6 +15,7 @@ pipes; records from the network arrive as bytes inside the frames.
 from __future__ import annotations
 
 import pickle
+import signal
 import struct
 import sys
 from collections.abc import Sequence
@@ -75,4 +76,7 @@ def main(stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C on a terminal reaches the whole process group: the parent handles it and
+    # closes our input, which ends us; a KeyboardInterrupt here would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     main()
