@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -237,9 +240,16 @@ def import_(
         one_line_errors(),
         connect(data_dir_from(data_dir)) as node,
         Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar,
+        _ctrl_c_between_batches() as interrupted,
     ):
         task = bar.add_task("import", total=entries)
         for first in range(0, len(raw_lines), IMPORT_BATCH):
+            if interrupted:
+                raise fail(
+                    f"{path}: interrupted; {imported} of {entries} entries were imported, "
+                    f"the file up to line {first}",
+                    130,
+                )
             batch = [b.decode() for b in raw_lines[first : first + IMPORT_BATCH]]
             try:
                 reply = node.call("import", mesh=mesh, lines=batch, first=first + 1)
@@ -249,3 +259,21 @@ def import_(
             imported += reply["imported"]
             bar.update(task, completed=imported)
     out.print(f"imported {imported} entries into mesh {reply['mesh'][:16]}…")
+
+
+@contextmanager
+def _ctrl_c_between_batches() -> Iterator[list[int]]:
+    """Ctrl-C lets the batch in flight finish, so an import can say exactly how much of
+    the file is in (the list it yields becomes non-empty); a second Ctrl-C stops at once."""
+    interrupted: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli.client import call
 from cli.main import app
 from typer.testing import CliRunner
 
@@ -432,3 +433,43 @@ def test_ctrl_c_in_recover_is_a_quiet_exit(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert "Traceback" not in stderr and stderr.strip() == ""
     assert list(out.iterdir()) == []
+
+
+def test_ctrl_c_in_import_says_how_much_was_imported(tmp_path: Path) -> None:
+    """Ctrl-C during `import` exited 130 in silence: thousands of entries were in the mesh
+    and the user could not tell which, so a second import duplicated them."""
+    d = tmp_path / "n"
+    ok("init", "-d", str(d))
+    node = NodeProc(d, free_port())
+    proc = None
+    try:
+        node.wait_for("ready")
+        ok("mesh", "create", "bulk", "-d", str(d))
+        memory = tmp_path / "memory.jsonl"
+        memory.write_text("".join(f'{{"payload": "entry {i}"}}\n' for i in range(50_000)))
+        proc = subprocess.Popen(
+            [CHORUSDHT, "import", str(memory), "-d", str(d)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_sigint,
+        )
+        while call(d, "phase")["entries"] == 0:  # the import is under way
+            assert proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        entries = call(d, "phase")["entries"]
+        assert 0 < entries < 50_000
+        assert stderr.splitlines() == [
+            f"error: {memory}: interrupted; {entries} of 50000 entries were imported, "
+            f"the file up to line {entries}"
+        ]
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
