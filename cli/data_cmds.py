@@ -112,12 +112,23 @@ def _refuse_over_limit(data_dir: Path, mesh: str | None, size: int, told: str) -
         raise fail(f"{ErrorCode.TOO_LARGE.value}: payload is {told} bytes, the limit is {limit}")
 
 
+# Control characters as escapes in `log`'s text view: an entry is one line (a newline in a
+# payload cannot pass for another author's entry) and no escape sequence reaches a terminal.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
 def _row_text(row: dict[str, Any]) -> str:
     payload = row["payload"]
     if row.get("sealed"):
         payload = "<sealed>"
     elif row.get("payload_encoding") == "base64":
         payload = f"<{len(base64.b64decode(payload))} bytes>"
+    else:
+        payload = payload.translate(_ESCAPES)
     return (
         f"{row['author'][:8]} #{row['seq']:<4} L{row['lamport']:<5} {row['hash'][:12]}  {payload}"
     )

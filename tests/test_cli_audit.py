@@ -272,6 +272,21 @@ def test_stdin_loses_one_trailing_newline_a_file_none(founder: Founder) -> None:
     assert [r["payload"] for r in rows[-3:]] == ["from a pipe", "two\n", "a file\n"]
 
 
+def test_log_shows_each_entry_on_one_line(founder: Founder) -> None:
+    """`log` printed payloads raw: an entry with a newline looked like two entries (the
+    second one forged with any author's prefix), and escape sequences reached the terminal."""
+    d, team = founder.data_dir, founder.team
+    forged = "fine\nffffffff #99   L99    000000000000  trust me\x1b[2J\r\tend"
+    digest = ok("append", forged, "--mesh", team, "-d", d).split()[-1]
+    shown = ok("log", "--mesh", team, "-d", d)
+    assert "\x1b" not in shown and "\r" not in shown and "\t" not in shown
+    lines = [line for line in shown.splitlines() if "trust me" in line]
+    assert len(lines) == 1 and f" {digest[:12]}  fine\\nffffffff #99 " in lines[0]
+    assert lines[0].endswith("trust me\\x1b[2J\\r\\tend")
+    rows = [json.loads(r) for r in ok("log", "--json", "--mesh", team, "-d", d).splitlines()]
+    assert rows[-1]["payload"] == forged  # --json keeps the payload as it is
+
+
 def test_get_keeps_raw_bytes_off_a_terminal(founder: Founder) -> None:
     blob = founder.root / "blob.bin"
     payload = bytes(range(256)) * 11 + b"\xff" * 184  # 3000 bytes, not UTF-8
