@@ -70,7 +70,7 @@ def append(
         except OSError as e:
             raise fail(f"cannot read {file}: {e.strerror}") from None
     elif text is not None and text != "-":
-        payload = text.encode()
+        payload = text.encode("utf-8", "surrogateescape")  # bytes not UTF-8 stay as given
     elif text == "-" or not sys.stdin.isatty():
         payload = sys.stdin.buffer.read(LARGE_INPUT + 1)
         if len(payload) > LARGE_INPUT:

@@ -287,6 +287,25 @@ def test_log_shows_each_entry_on_one_line(founder: Founder) -> None:
     assert rows[-1]["payload"] == forged  # --json keeps the payload as it is
 
 
+def test_arguments_that_are_not_utf8_neither_crash_the_cli_nor_the_node(
+    founder: Founder,
+) -> None:
+    """A mesh name that is not UTF-8 (a lone surrogate once decoded) crashed the node with
+    a traceback ('the node closed the control connection'); such an entry text was a
+    traceback in the CLI, and so was a memory.jsonl payload escaped as a lone surrogate."""
+    d, team = founder.data_dir, founder.team
+    line = fails("mesh", "create", os.fsdecode(b"n\xffame"), "-d", d)
+    assert line.startswith("error: bad request: ") and "not Unicode text" in line
+    ok("status", "-d", d)  # the node runs on
+    digest = ok("append", os.fsdecode(b"raw \xff byte"), "--mesh", team, "-d", d).split()[-1]
+    got = subprocess.run([CHORUSDHT, "get", digest, "-d", d], capture_output=True, timeout=30)
+    assert got.returncode == 0 and got.stdout == b"raw \xff byte"  # the bytes as given
+    memory = founder.root / "surrogate.jsonl"
+    memory.write_text('{"payload": "ok"}\n{"payload": "\\udcff"}\n')
+    line = fails("import", str(memory), "--mesh", team, "-d", d)
+    assert "line 2: `payload` is not Unicode text" in line and "nothing was imported" in line
+
+
 def test_get_keeps_raw_bytes_off_a_terminal(founder: Founder) -> None:
     blob = founder.root / "blob.bin"
     payload = bytes(range(256)) * 11 + b"\xff" * 184  # 3000 bytes, not UTF-8

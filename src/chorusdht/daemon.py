@@ -195,7 +195,10 @@ def parse_memory_line(raw: bytes, lineno: int) -> bytes | None:
                 return base64.b64decode(payload, validate=True)
             except binascii.Error:
                 raise LocalError(f"line {lineno}: `payload` is not base64") from None
-        return payload.encode()
+        try:
+            return payload.encode()
+        except UnicodeEncodeError:  # JSON escaped a lone surrogate ("\udcff")
+            raise LocalError(f"line {lineno}: `payload` is not Unicode text") from None
     return text.encode()
 
 
@@ -449,6 +452,13 @@ class Daemon:
                 raise LocalError("bad request: not a JSON line") from None
             if not isinstance(req, dict):
                 raise LocalError("bad request: not a JSON object")
+            try:  # JSON may escape a lone surrogate, which no UTF-8 encoder below takes
+                json.dumps(req, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise LocalError(
+                    "bad request: a string is not Unicode text (a lone surrogate: bytes "
+                    "that are not UTF-8?)"
+                ) from None
             cmd = _str(req, "cmd")
             handler = self.handlers.get(cmd)
             if handler is None:
