@@ -306,6 +306,17 @@ def test_arguments_that_are_not_utf8_neither_crash_the_cli_nor_the_node(
     assert "line 2: `payload` is not Unicode text" in line and "nothing was imported" in line
 
 
+def test_a_deeply_nested_control_request_is_refused(founder: Founder) -> None:
+    """A request line of 100,000 '[' crashed the node (RecursionError in the JSON decoder)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(Path(founder.data_dir) / "control.sock"))
+        s.sendall(b"[" * 100_000 + b"\n")
+        reply = json.loads(s.makefile("rb").readline())
+    assert reply == {"error": "bad request: not a JSON line", "code": "LocalError"}
+    ok("status", "-d", founder.data_dir)  # the node runs on
+
+
 def test_get_keeps_raw_bytes_off_a_terminal(founder: Founder) -> None:
     blob = founder.root / "blob.bin"
     payload = bytes(range(256)) * 11 + b"\xff" * 184  # 3000 bytes, not UTF-8

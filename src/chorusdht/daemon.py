@@ -448,7 +448,7 @@ class Daemon:
         try:
             try:
                 req = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # nested too deep
                 raise LocalError("bad request: not a JSON line") from None
             if not isinstance(req, dict):
                 raise LocalError("bad request: not a JSON object")
