@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import chorusdht
 from chorusdht import LocalError, parse_memory_line, run_daemon
+from chorusdht.daemon import save_followed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -155,6 +156,24 @@ def test_parse_memory_line() -> None:
     assert parse_memory_line(b"   ", 1) is None
     with pytest.raises(LocalError, match="line 7: `payload` is not a string"):
         parse_memory_line(b'{"payload": 3}', 7)
+
+
+def test_save_followed_writes_only_a_change_and_keeps_the_file_private(tmp_path: Path) -> None:
+    """An unchanged meshes.json is not rewritten (a node restarts on a full disk), unless
+    others may read it (an older version wrote it 0644)."""
+    mesh, key = b"\x01" * 32, b"\x02" * 32
+    save_followed(tmp_path, {mesh: True}, {mesh: key})
+    path = tmp_path / chorusdht.MESHES_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    written = path.stat().st_mtime_ns, path.stat().st_ino
+    save_followed(tmp_path, {mesh: True}, {mesh: key})
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == written
+    path.chmod(0o644)
+    save_followed(tmp_path, {mesh: True}, {mesh: key})
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert json.loads(path.read_text())["meshes"] == [
+        {"id": mesh.hex(), "pin": True, "key": key.hex()}
+    ]
 
 
 def _free_port() -> int:

@@ -280,8 +280,8 @@ def save_followed(
     path, tmp = data_dir / MESHES_FILE, data_dir / (MESHES_FILE + ".tmp")
     text = json.dumps(doc, indent=1) + "\n"
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        if path.read_text() == text:
-            return  # unchanged: nothing to write (a node restarting on a full disk)
+        if path.read_text() == text and path.stat().st_mode & 0o077 == 0:
+            return  # unchanged and private: nothing to write (a node restarting on a full disk)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
