@@ -119,6 +119,7 @@ _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
     ord("\r"): "\\r",
     ord("\t"): "\\t",
 }
+_TERMINAL_ESCAPES = {c: e for c, e in _ESCAPES.items() if chr(c) not in "\n\t"}  # for `get`
 
 
 def _row_text(row: dict[str, Any]) -> str:
@@ -221,6 +222,8 @@ def get(
             err.print("binary payload: redirect stdout to a file to save it")
         else:
             sys.stdout.buffer.write(payload)
+    elif sys.stdout.isatty():  # no escape sequence of the payload reaches a terminal
+        print(reply["payload"].translate(_TERMINAL_ESCAPES))
     else:
         print(reply["payload"])
 

@@ -331,6 +331,19 @@ def test_get_keeps_raw_bytes_off_a_terminal(founder: Founder) -> None:
     assert b"redirect" in stderr
 
 
+def test_get_keeps_escape_sequences_off_a_terminal(founder: Founder) -> None:
+    """`get` printed a text payload raw: its escape sequences (a window title, a cleared
+    screen) reached the terminal. On a terminal they are shown as escapes now; newlines
+    and tabs stay, and a redirected stdout still gets the payload as it is."""
+    d = founder.data_dir
+    payload = "line one\nline two\t\x1b]0;pwned\x07\x1b[2J end"
+    digest = ok("append", payload, "--mesh", founder.team, "-d", d).split()[-1]
+    assert ok("get", digest, "-d", d) == payload + "\n"
+    shown, _, code = on_terminal(["get", digest, "-d", d], "stdout")
+    assert code == 0
+    assert shown == b"line one\r\nline two\t\\x1b]0;pwned\\x07\\x1b[2J end\r\n"
+
+
 def test_join_timeout_says_a_bootstrap_node_answered(founder: Founder, tmp_path: Path) -> None:
     d = str(tmp_path / "late")
     ok("init", "-d", d)
