@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from chorusdht import ConfigError, parse_hex_id, write_key_file
@@ -40,7 +41,7 @@ def _print_mesh(m: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(m, indent=2, sort_keys=True))
         return
-    table = Table(title=f"mesh {m['name']!r}", show_header=False)
+    table = Table(title=f"mesh {escape(repr(m['name']))}", show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("id", m["id"])
@@ -107,7 +108,7 @@ def create(
     if as_json:
         _print_mesh(reply, True)
         return
-    out.print(f"created mesh {reply['name']!r}")
+    out.print(f"created mesh {escape(repr(reply['name']))}")
     if "key" in reply:
         where = f"; written to {key_file}" if key_file is not None else ""
         err.print(f"the mesh is encrypted: give its key to members only{where}")
@@ -180,7 +181,8 @@ def follow(
             if e.code == "ConfigError":  # the node found the key wrong: bad input, as in recover
                 raise fail(str(e), 2) from None
             raise
-    out.print(f"following mesh {reply['name']!r} ({reply['entries']} entries so far)")
+    name = escape(repr(reply["name"]))  # the founder's text, not markup
+    out.print(f"following mesh {name} ({reply['entries']} entries so far)")
     if reply.get("encrypted") and not reply.get("has_key"):
         err.print("the mesh is encrypted and this node has no key: its entries stay sealed here")
     elif key is not None and reply["entries"] == 0:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import trio
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 import chorusdht
@@ -255,7 +256,7 @@ def status_table(s: dict[str, Any]) -> Table:
         role = "member" if m["member"] else ("pinned" if m["pinned"] else "follower")
         table.add_row(
             f"mesh {m['id'][:12]}…",
-            f"{m['name']} · {role} · {m['entries']} entries · root {m['root'][:12]}…",
+            f"{escape(m['name'])} · {role} · {m['entries']} entries · root {m['root'][:12]}…",
         )
     stats = s["stats"]
     table.add_row(

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import trio
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
@@ -195,7 +196,8 @@ def report_json(r: RecoveryReport, memory: Path, phase: Path) -> dict[str, objec
 def report_table(r: RecoveryReport) -> Table:
     """The recovery report as a rich table: verdict, authors, gaps, drops, reach."""
     verdict = "[green]complete[/]" if r.complete else "[red]incomplete[/]"
-    table = Table(title=f"recovery of mesh {r.genesis.name!r}: {verdict}", show_header=False)
+    name = escape(repr(r.genesis.name))  # the founder's text, not markup
+    table = Table(title=f"recovery of mesh {name}: {verdict}", show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("mesh", r.mesh.hex())
