@@ -80,13 +80,13 @@ def init(data_dir: DataDirOpt = None, puzzle_bits: PuzzleOpt = 0) -> None:
                         f"the key in {d} does not meet a {puzzle_bits}-bit id puzzle: "
                         "init a fresh data dir"
                     )
-                out.print(f"already initialised: {d}")
+                out.print(f"already initialised: {escape(str(d))}")
             else:
                 d.mkdir(parents=True, exist_ok=True)
                 with _puzzle_progress(puzzle_bits) as progress:
                     ident = Identity.generate(puzzle_bits, progress)
                 ident.save(key)
-                out.print(f"initialised {d}")
+                out.print(f"initialised {escape(str(d))}")
         except OSError as e:
             raise fail(f"cannot create {d}: {e.strerror}") from None
     out.print(f"node id:    {ident.node_id.hex()}")

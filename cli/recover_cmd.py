@@ -148,7 +148,7 @@ def recover_cmd(
         print(json.dumps(report_json(report, memory, phase), indent=2, sort_keys=True))
     else:
         out.print(report_table(report))
-        out.print(f"wrote {memory} and {phase}")
+        out.print(f"wrote {escape(str(memory))} and {escape(str(phase))}")
         few = report.nodes_found > 1 and 2 * report.nodes_reached < report.nodes_found
         if few and not report.complete:
             err.print(

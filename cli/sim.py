@@ -19,6 +19,7 @@ from netsim import (
     run_scenario,
 )
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -87,7 +88,7 @@ def sim(
     wall = metrics["wall"]
     console.print(f"wall {wall['seconds']} s, peak RSS {wall['peak_rss_mib']} MiB")
     if out is not None:
-        console.print(f"wrote {out / 'metrics.json'} and plots")
+        console.print(f"wrote {escape(str(out / 'metrics.json'))} and plots")
 
 
 def _sim_recover(
@@ -117,7 +118,8 @@ def _sim_recover(
             raise fail(str(e), 2) from None
     console.print(recoversim.summary_table(runs))
     if out is not None:
-        console.print(f"wrote {out / 'metrics.json'} and {out / 'recovered.png'}")
+        metrics, plot = (escape(str(out / f)) for f in ("metrics.json", "recovered.png"))
+        console.print(f"wrote {metrics} and {plot}")
     if not runs[0]["ok"]:
         failed = ", ".join(k for k, v in runs[0]["must_hold"].items() if not v)
         err.print(f"[red]must-hold failed:[/red] {failed}", highlight=False)

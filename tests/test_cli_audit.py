@@ -539,9 +539,10 @@ def test_ctrl_c_in_import_says_how_much_was_imported(tmp_path: Path) -> None:
 def test_a_mesh_name_that_looks_like_markup_is_shown_as_it_is(tmp_path: Path) -> None:
     """A mesh's name comes from its founder's genesis, and it was printed as rich markup:
     a name such as '[/]' was a MarkupError traceback in mesh create, mesh show, mesh follow,
-    status and recover (and in the live status view of every node that followed it)."""
-    d = tmp_path / "n"
-    ok("init", "-d", str(d))
+    status and recover (and in the live status view of every node that followed it); so
+    was such a path in init, recover and sim."""
+    d = tmp_path / "n[/]"
+    assert ok("init", "-d", str(d)).startswith(f"initialised {d}\n")
     node = NodeProc(d, free_port())
     try:
         node.wait_for("ready")
@@ -553,8 +554,9 @@ def test_a_mesh_name_that_looks_like_markup_is_shown_as_it_is(tmp_path: Path) ->
         assert f"following mesh '{name}'" in ok("mesh", "follow", mesh, "-d", str(d))
         assert name in ok("status", "-d", str(d))
         common = ["--bootstrap", f"127.0.0.1:{node.port}", "--listen", "127.0.0.1:0"]
-        rec = ok("recover", "--mesh", mesh, *common, "--out", str(tmp_path / "rec"))
-        assert f"recovery of mesh '{name}'" in rec
+        out = tmp_path / "rec[/]"  # a path is text too
+        rec = ok("recover", "--mesh", mesh, *common, "--out", str(out))
+        assert f"recovery of mesh '{name}'" in rec and f"wrote {out / 'memory.jsonl'}" in rec
     finally:
         if node.proc.poll() is None:
             os.killpg(node.proc.pid, signal.SIGKILL)
