@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,22 +181,30 @@ class Founder:
     sec: str  # an encrypted mesh holding one entry
 
 
+@contextmanager
+def running_node(d: Path, *args: str) -> Iterator[NodeProc]:
+    """A `chorusdht join` on data dir `d` (already initialised), ready; killed at the end
+    if the test did not stop it."""
+    node = NodeProc(d, free_port(), *args)
+    try:
+        node.wait_for("ready")
+        yield node
+    finally:
+        if node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def founder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Founder]:
     root = tmp_path_factory.mktemp("audit")
     d = root / "n1"
     ok("init", "-d", str(d))
-    node = NodeProc(d, free_port(), "--sync-interval", "1")
-    try:
-        node.wait_for("ready")
+    with running_node(d, "--sync-interval", "1") as node:
         team = ok("mesh", "create", "team", "-d", str(d)).splitlines()[-1]
         sec = ok("mesh", "create", "sec", "--encrypt", "-d", str(d)).splitlines()[-1]
         ok("append", "sealed entry", "--mesh", sec, "-d", str(d))
         yield Founder(root, str(d), node.port, team, sec)
-    finally:
-        if node.proc.poll() is None:
-            os.killpg(node.proc.pid, signal.SIGKILL)
-            node.proc.wait(timeout=10)
 
 
 def _mesh_names(data_dir: str) -> list[str]:
@@ -362,32 +371,28 @@ def test_join_timeout_says_a_bootstrap_node_answered(founder: Founder, tmp_path:
 def test_log_follow_says_the_node_went_away(tmp_path: Path) -> None:
     d = tmp_path / "n"
     ok("init", "-d", str(d))
-    node = NodeProc(d, free_port())
     follow = None
-    try:
-        node.wait_for("ready")
-        ok("mesh", "create", "m", "-d", str(d))
-        ok("append", "hello", "-d", str(d))
-        follow = subprocess.Popen(
-            [CHORUSDHT, "log", "--follow", "-d", str(d)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert follow.stdout is not None and "hello" in follow.stdout.readline()
-        assert node.stop() == 0
-        _, stderr = follow.communicate(timeout=30)
-        assert follow.returncode == 1
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-        assert "connection" in lines[0]
-    finally:
-        if follow is not None and follow.poll() is None:
-            follow.kill()
-            follow.wait()
-        if node.proc.poll() is None:
-            os.killpg(node.proc.pid, signal.SIGKILL)
-            node.proc.wait(timeout=10)
+    with running_node(d) as node:
+        try:
+            ok("mesh", "create", "m", "-d", str(d))
+            ok("append", "hello", "-d", str(d))
+            follow = subprocess.Popen(
+                [CHORUSDHT, "log", "--follow", "-d", str(d)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert follow.stdout is not None and "hello" in follow.stdout.readline()
+            assert node.stop() == 0
+            _, stderr = follow.communicate(timeout=30)
+            assert follow.returncode == 1
+            lines = [line for line in stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+            assert "connection" in lines[0]
+        finally:
+            if follow is not None and follow.poll() is None:
+                follow.kill()
+                follow.wait()
 
 
 # ---- B: a node whose meshes.json cannot be written ------------------------------------
@@ -400,9 +405,7 @@ def test_mesh_create_that_cannot_be_remembered_fails_and_the_node_runs_on(
     the node with a traceback, and the CLI said 'the node closed the control connection'."""
     d = tmp_path / "n"
     ok("init", "-d", str(d))
-    node = NodeProc(d, free_port())
-    try:
-        node.wait_for("ready")
+    with running_node(d) as node:
         blocker = d / "meshes.json.tmp"
         blocker.mkdir()
         line = fails("mesh", "create", "team", "-d", str(d))
@@ -413,10 +416,6 @@ def test_mesh_create_that_cannot_be_remembered_fails_and_the_node_runs_on(
         ok("append", "remembered", "-d", str(d))
         assert json.loads((d / "meshes.json").read_text())["meshes"][0]["id"] == mesh
         assert node.stop() == 0
-    finally:
-        if node.proc.poll() is None:
-            os.killpg(node.proc.pid, signal.SIGKILL)
-            node.proc.wait(timeout=10)
 
 
 def test_a_start_that_fails_on_one_mesh_forgets_none(tmp_path: Path) -> None:
@@ -424,16 +423,10 @@ def test_a_start_that_fails_on_one_mesh_forgets_none(tmp_path: Path) -> None:
     of them dropped it and every mesh after it from the file, with their mesh keys."""
     d = tmp_path / "n"
     ok("init", "-d", str(d))
-    node = NodeProc(d, free_port())
-    try:
-        node.wait_for("ready")
+    with running_node(d) as node:
         for name in ("a", "b"):
             ok("mesh", "create", name, "--encrypt", "-d", str(d))
         assert node.stop() == 0
-    finally:
-        if node.proc.poll() is None:
-            os.killpg(node.proc.pid, signal.SIGKILL)
-            node.proc.wait(timeout=10)
     remembered = d / "meshes.json"
     doc = json.loads(remembered.read_text())
     doc["meshes"].insert(1, {"id": "ee" * 32, "pin": True, "key": "11" * 32})  # unreachable
@@ -446,13 +439,8 @@ def test_a_start_that_fails_on_one_mesh_forgets_none(tmp_path: Path) -> None:
     good = sorted((m for m in after if m["id"] != "ee" * 32), key=lambda m: m["id"])
     remembered.write_text(json.dumps({"meshes": good}, indent=1) + "\n")
     (d / "meshes.json.tmp").mkdir()
-    node = NodeProc(d, free_port())
-    try:
-        node.wait_for("ready")
+    with running_node(d):
         assert _mesh_names(str(d)) == ["a", "b"]
-    finally:
-        os.killpg(node.proc.pid, signal.SIGKILL)
-        node.proc.wait(timeout=10)
 
 
 # ---- C: Ctrl-C ----------------------------------------------------------------------------
@@ -498,39 +486,35 @@ def test_ctrl_c_in_import_says_how_much_was_imported(tmp_path: Path) -> None:
     and the user could not tell which, so a second import duplicated them."""
     d = tmp_path / "n"
     ok("init", "-d", str(d))
-    node = NodeProc(d, free_port())
     proc = None
-    try:
-        node.wait_for("ready")
-        ok("mesh", "create", "bulk", "-d", str(d))
-        memory = tmp_path / "memory.jsonl"
-        memory.write_text("".join(f'{{"payload": "entry {i}"}}\n' for i in range(50_000)))
-        proc = subprocess.Popen(
-            [CHORUSDHT, "import", str(memory), "-d", str(d)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_default_sigint,
-        )
-        while call(d, "phase")["entries"] == 0:  # the import is under way
-            assert proc.poll() is None
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 130
-        entries = call(d, "phase")["entries"]
-        assert 0 < entries < 50_000
-        assert stderr.splitlines() == [
-            f"error: {memory}: interrupted; {entries} of 50000 entries were imported, "
-            f"the file up to line {entries}"
-        ]
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if node.proc.poll() is None:
-            os.killpg(node.proc.pid, signal.SIGKILL)
-            node.proc.wait(timeout=10)
+    with running_node(d):
+        try:
+            ok("mesh", "create", "bulk", "-d", str(d))
+            memory = tmp_path / "memory.jsonl"
+            memory.write_text("".join(f'{{"payload": "entry {i}"}}\n' for i in range(50_000)))
+            proc = subprocess.Popen(
+                [CHORUSDHT, "import", str(memory), "-d", str(d)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=_default_sigint,
+            )
+            while call(d, "phase")["entries"] == 0:  # the import is under way
+                assert proc.poll() is None
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=30)
+            assert proc.returncode == 130
+            entries = call(d, "phase")["entries"]
+            assert 0 < entries < 50_000
+            assert stderr.splitlines() == [
+                f"error: {memory}: interrupted; {entries} of 50000 entries were imported, "
+                f"the file up to line {entries}"
+            ]
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 # ---- D: names are text, not rich markup ---------------------------------------------------
@@ -543,9 +527,7 @@ def test_a_mesh_name_that_looks_like_markup_is_shown_as_it_is(tmp_path: Path) ->
     was such a path in init, recover and sim."""
     d = tmp_path / "n[/]"
     assert ok("init", "-d", str(d)).startswith(f"initialised {d}\n")
-    node = NodeProc(d, free_port())
-    try:
-        node.wait_for("ready")
+    with running_node(d) as node:
         name = "[/]team [bold red]x"
         created = ok("mesh", "create", name, "-d", str(d))
         assert f"created mesh '{name}'" in created
@@ -557,7 +539,3 @@ def test_a_mesh_name_that_looks_like_markup_is_shown_as_it_is(tmp_path: Path) ->
         out = tmp_path / "rec[/]"  # a path is text too
         rec = ok("recover", "--mesh", mesh, *common, "--out", str(out))
         assert f"recovery of mesh '{name}'" in rec and f"wrote {out / 'memory.jsonl'}" in rec
-    finally:
-        if node.proc.poll() is None:
-            os.killpg(node.proc.pid, signal.SIGKILL)
-            node.proc.wait(timeout=10)
