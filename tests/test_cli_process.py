@@ -66,21 +66,27 @@ class NodeProc:
             start_new_session=True,
         )
         self.lines: list[str] = []
+        self._partial = b""  # the start of a line not yet complete
 
     def wait_for(self, word: str, timeout: float = 15.0) -> str:
+        # Raw reads of the pipe, split here: `select` on the file object would miss lines
+        # that its readline() had already buffered (several lines arriving in one read,
+        # as under load), and wait for the deadline with them in hand.
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.lines:
                 if line.startswith(word):
                     return line
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
-                line = self.proc.stdout.readline().decode()
-                if not line:
+                data = os.read(fd, 65536)
+                if not data:
                     err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                     raise AssertionError(f"node exited before {word!r}: {self.lines} {err}")
-                self.lines.append(line.strip())
+                *done, self._partial = (self._partial + data).split(b"\n")
+                self.lines += [line.decode().strip() for line in done]
         raise AssertionError(f"no {word!r} within {timeout}s: {self.lines}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
