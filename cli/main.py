@@ -82,7 +82,8 @@ def run() -> None:
             raise
         sys.exit(130)
     except typer.Abort:  # EOF at a prompt
-        raise fail("aborted") from None
+        fail("aborted")  # printed here: outside typer, a raised typer.Exit is a traceback
+        sys.exit(1)
     except typer.TyperException as e:  # click's ClickException and UsageError
         sys.exit(_usage_error(e))
     sys.exit(code if isinstance(code, int) else 0)

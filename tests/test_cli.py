@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import trio
+import typer
+from cli import main as cli_main
 from cli.client import NodeReplyError, call
 from cli.main import app
 from typer.testing import CliRunner
@@ -222,3 +224,19 @@ async def test_control_protocol_in_process(tmp_path: Path) -> None:
             assert followed["meshes"][0]["id"] == created["id"]
             nursery.cancel_scope.cancel()
     assert not (d / chorusdht.CONTROL_SOCKET).exists()
+
+
+def test_abort_outside_typer_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """typer.Abort (EOF at a prompt) reaches `run` in non-standalone mode: one line, exit 1,
+    not a typer.Exit raised where nothing catches it."""
+
+    def abort(**_: object) -> None:
+        raise typer.Abort()
+
+    monkeypatch.setattr(cli_main, "app", abort)
+    with pytest.raises(SystemExit) as exit_:
+        cli_main.run()
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.strip() == "error: aborted"
