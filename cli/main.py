@@ -9,8 +9,10 @@ running node's control socket.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -67,7 +69,7 @@ app.command()(sim)
 
 def run() -> None:
     """Entry point: typer's own parse errors are one line too, and a stray Ctrl-C
-    is a quiet exit.
+    or a reader that stops reading (`chorusdht log | head -1`) is a quiet exit.
 
     In standalone mode typer draws a usage error (a bad option value, a missing
     argument, an unknown command) as a usage line, a hint and a framed box; every
@@ -77,16 +79,36 @@ def run() -> None:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
-    except BaseExceptionGroup as group:  # Ctrl-C inside trio's nurseries (recover)
-        if group.subgroup(lambda e: isinstance(e, KeyboardInterrupt)) is None:
-            raise
-        sys.exit(130)
+    except SystemExit as e:  # typer's EPIPE handler: sys.exit(1) inside `except OSError`
+        if isinstance(e.__context__, BrokenPipeError):
+            _stdout_closed(0)
+        raise
+    except BaseExceptionGroup as group:  # inside trio's nurseries (recover, join)
+        if group.subgroup(lambda e: isinstance(e, KeyboardInterrupt)) is not None:
+            sys.exit(130)  # Ctrl-C
+        if group.split(BrokenPipeError)[1] is None:  # `join`'s event lines, read by `head`
+            _stdout_closed(0)
+        raise
     except typer.Abort:  # EOF at a prompt
         fail("aborted")  # printed here: outside typer, a raised typer.Exit is a traceback
         sys.exit(1)
     except typer.TyperException as e:  # click's ClickException and UsageError
         sys.exit(_usage_error(e))
-    sys.exit(code if isinstance(code, int) else 0)
+    status = code if isinstance(code, int) else 0
+    try:
+        sys.stdout.flush()  # the last lines, still buffered: their reader may be gone too
+    except BrokenPipeError:
+        _stdout_closed(status)
+    sys.exit(status)
+
+
+def _stdout_closed(status: int) -> NoReturn:
+    """Exit with `status` when stdout's reader has gone: a closed pipe is no failure of
+    the node or the network (exit 1), and what is still buffered for it is dropped
+    rather than reported at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(status)
 
 
 def _usage_error(e: typer.TyperException) -> int:

@@ -539,3 +539,63 @@ def test_a_mesh_name_that_looks_like_markup_is_shown_as_it_is(tmp_path: Path) ->
         out = tmp_path / "rec[/]"  # a path is text too
         rec = ok("recover", "--mesh", mesh, *common, "--out", str(out))
         assert f"recovery of mesh '{name}'" in rec and f"wrote {out / 'memory.jsonl'}" in rec
+
+
+# ---- E: a reader that stops reading (`| head -1`) is not a failure ------------------------
+
+
+_GET_HEADER = ("chunk ", "author ")  # what `get` tells on stderr, its payload on stdout
+
+
+def _closed_stdout(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `chorusdht ARGS` with stdout a pipe whose reader has already gone."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [CHORUSDHT, *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=30
+        )
+    finally:
+        os.close(write)
+
+
+def test_a_reader_that_stops_early_is_a_quiet_exit_0(tmp_path: Path) -> None:
+    """`chorusdht log | head -1` exited 1 (a node failure, the README says) in silence: a
+    closed pipe came out of typer as exit 1; `get`/`phase | true` printed 'Exception ignored
+    ... BrokenPipeError' at exit, and `join | head -1` was a traceback."""
+    d = tmp_path / "n"
+    ok("init", "-d", str(d))
+    with running_node(d):
+        ok("mesh", "create", "m", "-d", str(d))
+        memory = tmp_path / "memory.jsonl"  # a log far over a pipe's 64 KiB buffer
+        memory.write_text("".join(f'{{"payload": "entry {i} {"x" * 100}"}}\n' for i in range(3000)))
+        ok("import", str(memory), "-d", str(d))
+        digest = json.loads(ok("log", "--json", "-d", str(d)).splitlines()[0])["hash"]
+        for args in (["log"], ["log", "--json"]):  # as `head -1` reads it
+            proc = subprocess.Popen(
+                [CHORUSDHT, *args, "-d", str(d)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert proc.stdout is not None and "entry 0 " in proc.stdout.readline()
+                proc.stdout.close()
+                _, stderr = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            assert (proc.returncode, stderr) == (0, ""), args
+        for args in (
+            ["log", "--follow"],
+            ["get", digest],
+            ["phase"],
+            ["status"],
+            ["mesh", "show"],
+        ):
+            res = _closed_stdout([*args, "-d", str(d)])
+            told = [line for line in res.stderr.splitlines() if not line.startswith(_GET_HEADER)]
+            assert (res.returncode, told) == (0, []), (args, res.stderr)
+    res = _closed_stdout(["join", "-d", str(d), "--listen", "127.0.0.1:0"])
+    assert (res.returncode, res.stderr) == (0, "")  # the node stops with its first event line
