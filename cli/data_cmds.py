@@ -80,13 +80,23 @@ def append(
     else:
         raise fail("nothing to append: give TEXT, --file F, or pipe it on stdin", 2)
     with one_line_errors():
-        reply = call(
-            d,
-            "append",
-            mesh=mesh,
-            b64=base64.b64encode(payload).decode(),
-            wait=wait.value,
-        )
+        try:
+            reply = call(
+                d,
+                "append",
+                mesh=mesh,
+                b64=base64.b64encode(payload).decode(),
+                wait=wait.value,
+            )
+        except KeyboardInterrupt:
+            # The node answers once, after the replicas: it may have stored the entry (and
+            # goes on replicating it), but no reply has told its hash.
+            but = ", but its replication was not confirmed" if wait is Wait.replicated else ""
+            raise fail(
+                f"interrupted: the entry may already be stored on the node{but} "
+                "(`chorusdht log` shows whether it is there)",
+                130,
+            ) from None
     if as_json:
         reply.pop("ok", None)
         print(json.dumps(reply, sort_keys=True))

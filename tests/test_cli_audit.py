@@ -517,6 +517,44 @@ def test_ctrl_c_in_import_says_how_much_was_imported(tmp_path: Path) -> None:
                 proc.wait()
 
 
+def test_ctrl_c_in_append_wait_replicated_says_the_entry_may_be_stored(tmp_path: Path) -> None:
+    """Ctrl-C while `append --wait replicated` waited for the replicas exited 130 in
+    silence, though the node had stored the entry already (and went on replicating it)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        ok("init", "-d", str(d))
+    proc = None
+    with running_node(a) as node, running_node(b, "--bootstrap", f"127.0.0.1:{node.port}") as peer:
+        try:
+            ok("mesh", "create", "m", "-d", str(a))
+            os.killpg(peer.proc.pid, signal.SIGSTOP)  # a peer that never answers: slow replicas
+            proc = subprocess.Popen(
+                [CHORUSDHT, "append", "hello", "--wait", "replicated", "-d", str(a)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=_default_sigint,
+            )
+            while call(a, "phase")["entries"] == 0:  # stored: the node waits for replicas
+                assert proc.poll() is None
+                time.sleep(0.01)
+            os.killpg(node.proc.pid, signal.SIGSTOP)  # and it goes on waiting: no reply yet
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=30)
+            assert proc.returncode == 130 and stdout == ""
+            assert stderr.splitlines() == [
+                "error: interrupted: the entry may already be stored on the node, but its "
+                "replication was not confirmed (`chorusdht log` shows whether it is there)"
+            ]
+            os.killpg(node.proc.pid, signal.SIGCONT)
+            assert "hello" in ok("log", "-d", str(a))  # it was stored
+        finally:
+            os.killpg(node.proc.pid, signal.SIGCONT)
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 # ---- D: names are text, not rich markup ---------------------------------------------------
 
 
