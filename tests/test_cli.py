@@ -226,6 +226,35 @@ async def test_control_protocol_in_process(tmp_path: Path) -> None:
     assert not (d / chorusdht.CONTROL_SOCKET).exists()
 
 
+async def test_control_flags_must_be_json_booleans(tmp_path: Path) -> None:
+    """The node read any value as a flag: `"encrypt": "no"` founded an encrypted mesh."""
+    d = tmp_path / "n"
+    assert runner.invoke(app, ["init", "--data-dir", str(d)]).exit_code == 0
+
+    async def refused(cmd: str, **args: object) -> str:
+        with pytest.raises(NodeReplyError) as e:
+            await trio.to_thread.run_sync(lambda: call(d, cmd, **args))
+        assert e.value.code == "LocalError"
+        return str(e.value)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_daemon, d, ("127.0.0.1", _free_port()), [])
+            for value in ("no", 0, 1, None, []):
+                line = await refused("mesh_create", name="t", encrypt=value)
+                assert line == "bad request: `encrypt` must be true or false"
+            assert not (d / chorusdht.MESHES_FILE).exists()  # no mesh was founded
+            created = await trio.to_thread.run_sync(lambda: call(d, "mesh_create", name="t"))
+            assert created["encrypted"] is False
+            line = await refused("mesh_show", key="no")
+            assert line == "bad request: `key` must be true or false"
+            line = await refused("follow", mesh=created["id"], pin="no")
+            assert line == "bad request: `pin` must be true or false"
+            line = await refused("import", lines=['{"payload": "x"}'], first=True)
+            assert line.startswith("bad request: ")
+            nursery.cancel_scope.cancel()
+
+
 def test_abort_outside_typer_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,7 +30,8 @@ or `{"error": "one line", "code": CODE}` where CODE is a wire error code
     import       mesh?, lines, first   memory.jsonl lines, `first` is the first line's number
 
 `mesh?` is a mesh id or a unique prefix of one; it may be left out when the node
-follows exactly one mesh.
+follows exactly one mesh. The flags (encrypt, key of mesh_show, pin) are JSON true
+or false: any other value is a bad request, not a guess.
 
 The mesh key of an encrypted mesh (seal.py) is kept in meshes.json next to the
 follow state, and that file is written with mode 0600. Rows of `log` and `get`
@@ -235,6 +236,14 @@ def _str(req: dict[str, Any], name: str) -> str:
 
 def _opt_str(req: dict[str, Any], name: str) -> str | None:
     return None if req.get(name) is None else _str(req, name)
+
+
+def _bool(req: dict[str, Any], name: str, default: bool) -> bool:
+    """A JSON true or false (`default` when left out): "no" is not false."""
+    value = req.get(name, default)
+    if not isinstance(value, bool):
+        raise LocalError(f"bad request: `{name}` must be true or false")
+    return value
 
 
 def load_followed(data_dir: Path) -> dict[bytes, bool]:
@@ -473,7 +482,8 @@ class Daemon:
         return self.status()
 
     async def _mesh_create(self, req: dict[str, Any]) -> dict[str, Any]:
-        mesh = await Mesh.create(self.node, _str(req, "name"), encrypt=bool(req.get("encrypt")))
+        name, encrypt = _str(req, "name"), _bool(req, "encrypt", False)
+        mesh = await Mesh.create(self.node, name, encrypt=encrypt)
         self._adopt(mesh, True)
         out = self.mesh_json(mesh, members=True)
         if mesh.key is not None:
@@ -489,7 +499,7 @@ class Daemon:
     async def _mesh_show(self, req: dict[str, Any]) -> dict[str, Any]:
         mesh = self.mesh(_opt_str(req, "mesh"))
         out = self.mesh_json(mesh, members=True)
-        if req.get("key"):
+        if _bool(req, "key", False):
             if mesh.key is None:
                 why = "it is not encrypted" if not mesh.encrypted else "this node has none"
                 raise LocalError(f"no mesh key to show: {why}")
@@ -499,7 +509,7 @@ class Daemon:
     async def _follow(self, req: dict[str, Any]) -> dict[str, Any]:
         key = parse_mesh_key(_str(req, "key")) if req.get("key") is not None else None
         mesh_id = parse_hex_id(_str(req, "mesh"))
-        mesh = await self.follow(mesh_id, pin=bool(req.get("pin", True)), key=key)
+        mesh = await self.follow(mesh_id, pin=_bool(req, "pin", True), key=key)
         return self.mesh_json(mesh, members=True)
 
     async def _append(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -566,7 +576,7 @@ class Daemon:
         mesh = self.mesh(_opt_str(req, "mesh"))
         lines = req.get("lines")
         first = req.get("first", 1)
-        if not isinstance(lines, list) or not isinstance(first, int):
+        if not isinstance(lines, list) or not isinstance(first, int) or isinstance(first, bool):
             raise LocalError("bad request: `lines` is a list of strings, `first` an int")
         imported = 0
         for i, line in enumerate(lines):
