@@ -16,8 +16,10 @@ from cli.main import app
 from typer.testing import CliRunner
 
 import chorusdht
-from chorusdht import LocalError, parse_memory_line, run_daemon
-from chorusdht.daemon import save_followed
+from chorusdht import LocalError, NodeConfig, control_path, open_node, parse_memory_line, run_daemon
+from chorusdht.daemon import Daemon, save_followed
+
+from .test_mesh_udp import FillingStore
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -253,6 +255,28 @@ async def test_control_flags_must_be_json_booleans(tmp_path: Path) -> None:
             line = await refused("import", lines=['{"payload": "x"}'], first=True)
             assert line.startswith("bad request: ")
             nursery.cancel_scope.cancel()
+
+
+async def test_mesh_admit_on_a_full_disk_is_one_line_and_admits_no_one(tmp_path: Path) -> None:
+    """`mesh admit` counted the member before the store refused its certificate."""
+    store = FillingStore()
+    newcomer = "ab" * 32
+    with trio.fail_after(20):
+        async with open_node(store=store, config=NodeConfig(require_membership=True)) as node:
+            daemon = Daemon(node, tmp_path, sync_interval=5.0)
+            await node.start(daemon.serve_control, control_path(tmp_path))
+            await daemon.answer(b'{"cmd": "mesh_create", "name": "t"}')
+            store.room = 0
+            args = ["mesh", "admit", newcomer, "--data-dir", str(tmp_path)]
+            result = await trio.to_thread.run_sync(lambda: runner.invoke(app, args))
+            assert result.exit_code == 1
+            assert one_error_line(result) == "error: store write failed: database or disk is full"
+            shown = await daemon.answer(b'{"cmd": "mesh_show"}')
+            assert shown["members"] == [node.core.identity.public_key.hex()]
+            store.room = None
+            result = await trio.to_thread.run_sync(lambda: runner.invoke(app, args))
+            assert result.exit_code == 0, result.output
+            assert newcomer in (await daemon.answer(b'{"cmd": "mesh_show"}'))["members"]
 
 
 def test_abort_outside_typer_is_one_line(

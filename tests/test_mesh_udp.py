@@ -195,3 +195,23 @@ async def test_a_mesh_the_store_refused_can_be_founded_again() -> None:
             store.room = None
             mesh = await Mesh.create(node, "later")
             assert (await mesh.append(b"ok")).seq == 1
+
+
+async def test_an_admission_the_store_refused_admits_no_one() -> None:
+    """`admit` added the member to the view before the store took its cert: on a full disk
+    the node counted a member that a restart would not have."""
+    store = FillingStore()
+    newcomer = Identity.generate().public_key
+    with trio.fail_after(30):
+        async with open_node(store=store, config=NodeConfig(require_membership=True)) as node:
+            mesh = await Mesh.create(node, "small disk")
+            store.room = 0
+            with pytest.raises(StoreError, match="disk is full"):
+                await mesh.admit(newcomer)
+            assert mesh.view.members() == {mesh.author.public_key}
+            store.room = 1  # the cert fits, the roster does not: the admission holds
+            await mesh.admit(newcomer)
+            assert node.core.stats["rosters_not_stored"] == 1
+            assert mesh.view.is_member(mesh.id, newcomer)
+        async with open_node(store=store, config=NodeConfig(require_membership=True)) as again:
+            assert Mesh.load(again, mesh.id).view.is_member(mesh.id, newcomer)  # a restart

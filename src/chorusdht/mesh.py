@@ -393,10 +393,15 @@ class Mesh:
         if not self.view.is_member(self.id, self.author.public_key):
             raise LocalError("only a member can admit: this node's key is not a member")
         cert = make_cert(self.author, self.id, member)
-        self.view.add_cert(cert)
+        # The store first: a cert it refuses (a full disk) admits no one, here or after
+        # a restart (which rebuilds the view from the stored certs).
         self._keep(cert)
+        self.view.add_cert(cert)
         roster = self.view.roster()
-        self._keep(roster)
+        try:
+            self._keep(roster)
+        except StoreError:  # the cert is stored, the member admitted; a later roster has it too
+            self.core.stats["rosters_not_stored"] += 1
         await self._publish(cert)
         await self._publish(roster)
         return cert
