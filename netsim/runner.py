@@ -102,6 +102,7 @@ def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[
         "records_stored",
         "requests_out",
         "sweeps",
+        "liveness_pings",
     )
     out["core"] = {name: stats[name] for name in interesting}
     out["network"] = {"delivered": sim.delivered, "dropped": dict(sorted(sim.dropped.items()))}

@@ -1175,6 +1175,64 @@ def test_repair_all_pushes_every_held_key_to_its_closest_once_per_quarter_interv
     assert all(c.store.get(key) is None for c in cores[1:])
 
 
+def test_a_quiet_holder_learns_of_deaths_near_its_far_copy_and_repairs_it() -> None:
+    # The writer keeps a copy of its chunk but is not among the key's k closest, and
+    # after the put it sends nothing of its own. The k holders die. Nobody asks the
+    # writer for anything that would time out, its refresh is an hour away and its
+    # republish skips a far copy: only the liveness PINGs of its quiet buckets tell it.
+    cfg = NodeConfig(k=3, liveness_interval=120.0)
+    net = Net()
+    cores = net.swarm(12, cfg)
+    writer = cores[0]
+    for i in range(100):
+        key, raw = chunk(i)
+        t = id_to_int(key)
+        ranked = sorted(cores, key=lambda c: c.node_id_int ^ t)
+        if writer not in ranked[:3]:
+            break
+    assert isinstance(net.wait(writer, writer.put(raw, key, net.now)), PutResult)
+    holders = ranked[:3]
+    assert all(h.store.get(key) == raw for h in holders)
+    net.run_for(1000)  # a repair skips a key pushed within a quarter interval (900 s)
+    for h in holders:
+        net.silent.add(net.addr(h))
+    net.run_for(700)  # still before the first refresh (>= 1,800 s) and republish (>= 3,600 s)
+    assert writer.stats["liveness_pings"] > 0
+    assert writer.stats["stale"] >= 1
+    live_closest = [c for c in ranked if c not in holders and c is not writer][:3]
+    assert all(c.store.get(key) == raw for c in live_closest)
+
+
+def test_liveness_pings_go_at_most_once_per_bucket_per_interval_and_not_to_the_lately_heard() -> (
+    None
+):
+    cfg = NodeConfig(liveness_interval=300.0)
+    net = Net()
+    cores = net.swarm(8, cfg)
+    net.run_for(250)  # everyone was heard from while joining, under 300 s ago
+    assert all(c.stats["liveness_pings"] == 0 for c in cores)
+    net.run_for(3000)  # ten intervals more, everyone alive and otherwise silent
+    for c in cores:
+        buckets = len([r for r in c.table.bucket_ranges()])
+        assert 0 < c.stats["liveness_pings"] <= buckets * 11
+        assert c.stats["timeouts"] == 0 and all(x.failures == 0 for x in c.table)
+
+
+def test_probing_a_few_dead_contacts_does_not_look_like_a_mass_failure() -> None:
+    # The liveness and stale-contact PINGs go to the likely dead by design: the dead
+    # are never heard from again, so they become the LRS contacts. Counted among the
+    # outcomes that detect a mass failure, three deaths in twenty started a sweep.
+    cfg = NodeConfig(liveness_interval=120.0)
+    net = Net()
+    cores = net.swarm(20, cfg)
+    for dead in cores[-3:]:
+        net.silent.add(net.addr(dead))
+    net.run_for(1500)  # before the first refresh (>= 1,800 s): only the probes run
+    live = cores[:-3]
+    assert sum(c.stats["stale"] for c in live) >= 3
+    assert all(c.stats["sweeps"] == 0 for c in live)
+
+
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [

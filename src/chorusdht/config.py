@@ -108,6 +108,11 @@ class NodeConfig:
     stale_probe_interval: float = 30.0
     """How often contacts that stopped answering are pinged again (a few per tick)."""
 
+    liveness_interval: float = 900.0
+    """A bucket whose least recently seen contact has been silent this long has it
+    PINGed, at most once per bucket per interval: a node nobody asks for anything
+    still learns of deaths near the keys it holds, and repairs them (see core)."""
+
     contacts_save_interval: float = 60.0
     """How often known contacts are written to the store for a restart."""
 
@@ -190,5 +195,6 @@ _INTERVALS = (
     "republish_interval",
     "repair_delay",
     "stale_probe_interval",
+    "liveness_interval",
     "contacts_save_interval",
 )

@@ -275,6 +275,41 @@ class _Sweep(Op):
         self._more(now)
 
 
+class _Liveness(Op):
+    """PING a bucket's long-silent LRS contact until it answers or turns stale.
+
+    Each failure counts (`_contact_failed`); a dead contact reaches the stale
+    threshold within seconds, which repairs the keys it was near (`_repair_around`).
+    Not `watched`: the dead are never heard from again, so they become their
+    bucket's LRS contacts and these PINGs find them far more often than deaths
+    are common; counted in the mass-failure window, they started sweeps after
+    every 10% wave of the waves scenario.
+    """
+
+    watched = False
+
+    def __init__(self, core: NodeCore, contact: Contact) -> None:
+        super().__init__(core, False)
+        self.contact = contact
+
+    def send(self, now: float) -> None:
+        c = self.contact
+        if self.core.table.get(c.node_id) is c:
+            self.core.request(c.addr, c.node_id, Ping(), self, now)
+        else:  # dropped or replaced meanwhile
+            self.core.probing_done(c.node_id)
+
+    def on_response(self, p: Pending, msg: Message, now: float) -> None:
+        self.core.probing_done(self.contact.node_id)
+
+    def on_timeout(self, p: Pending, now: float) -> None:
+        core, c = self.core, self.contact
+        if core.table.get(c.node_id) is c and c.failures < core.config.evict_after_failures:
+            core.schedule(now + core.rng.uniform(0.1, 1.0), self.send)
+        else:
+            core.probing_done(c.node_id)
+
+
 class _Fire(Op):
     """A request whose answer nobody waits for (hand-off, path caching)."""
 
@@ -283,6 +318,13 @@ class _Fire(Op):
 
     def on_timeout(self, p: Pending, now: float) -> None:
         pass
+
+
+class _StaleProbe(_Fire):
+    """A PING of a contact that stopped answering (or of one known before a mass
+    failure). Not `watched`: these go to the likely dead by design, every tick."""
+
+    watched = False
 
 
 class NodeCore:
@@ -350,6 +392,7 @@ class NodeCore:
         self._origin_bytes: dict[str, int] = {}
         self._contacts_dirty = False
         self._probing: set[bytes] = set()
+        self._liveness_at: dict[int, float] = {}  # bucket low -> when its LRS was last PINGed
         self._first_death = 0.0
         self._fresh_at: dict[bytes, float] = {}
         self._closed = False
@@ -691,8 +734,9 @@ class NodeCore:
         p.owner.on_timeout(p, now)
         if p.node_id is not None:
             self._note_dead(p.node_id, now)
-        self._outcomes.append(True)
-        self._check_mass_failure(now)
+        if p.owner.watched:
+            self._outcomes.append(True)
+            self._check_mass_failure(now)
 
     def _note_dead(self, node_id: bytes, now: float) -> None:
         """`node_id` did not answer a request or its retries: lookups skip it for a while."""
@@ -758,15 +802,40 @@ class NodeCore:
             self._stale[node_id] = None
             c = self.table.get(node_id)
             if c is not None:
-                self.request(c.addr, c.node_id, Ping(), _Fire(self, False), now)
+                self.request(c.addr, c.node_id, Ping(), _StaleProbe(self, False), now)
         if len(self.table) - len(self._stale) < self.config.k:
             # Few live contacts (a mass failure): try contacts we knew before, so
             # survivors that never met find each other again.
             known = [sc for sc in self.store.load_contacts() if sc.node_id not in self.table]
             for sc in self.rng.sample(known, min(PROBES_PER_TICK, len(known))):
-                self.request((sc.host, sc.port), sc.node_id, Ping(), _Fire(self, False), now)
+                self.request((sc.host, sc.port), sc.node_id, Ping(), _StaleProbe(self, False), now)
+        self._probe_quiet_buckets(now)
         interval = self.config.stale_probe_interval
         self.schedule(now + interval * self.rng.uniform(0.75, 1.25), self._probe_tick)
+
+    def _probe_quiet_buckets(self, now: float) -> None:
+        """PING each bucket's LRS contact once it has been silent `liveness_interval`.
+
+        Incoming requests keep a bucket "changed" (so it is never refreshed) while
+        its dead contacts stay silent, and a node that sends nothing itself never
+        times out on them: after a mass failure, a quiet holder of a copy far from
+        its key would never learn that the key's k holders died, nor push the copy
+        to the survivors (nuke-overlay 90%, seed 5: 2 chunks unread an hour later).
+        At most one such PING per bucket per interval, and none while the bucket's
+        LRS contact has been heard from lately: a busy node sends none.
+        """
+        interval = self.config.liveness_interval
+        cutoff = now - interval
+        last = self._liveness_at
+        for low, c in self.table.least_recently_seen():
+            if c.last_seen > cutoff or last.get(low, -math.inf) > cutoff:
+                continue
+            if c.node_id in self._probing:
+                continue
+            last[low] = now
+            self._probing.add(c.node_id)
+            self.stats["liveness_pings"] += 1
+            _Liveness(self, c).send(now)
 
     def _save_contacts_tick(self, now: float) -> None:
         self._save_contacts()
@@ -787,8 +856,11 @@ class NodeCore:
 
     def _fresh(self, key: bytes, now: float) -> None:
         """The key was just stored here (or republished): push its republish out."""
-        cfg = self.config
         self._fresh_at[key] = now
+        self._due_later(key, now)
+
+    def _due_later(self, key: bytes, now: float) -> None:
+        cfg = self.config
         self._set_due(
             key, now + cfg.republish_interval * (1 + self.rng.uniform(0, cfg.republish_jitter))
         )
@@ -821,14 +893,17 @@ class NodeCore:
                 self._due.pop(key, None)
                 self._fresh_at.pop(key, None)
                 continue
-            self._fresh(key, now)
-            self.stats["republishes"] += 1
             sent += 1
             near = self.healthy_closest(key, 2 * k)
             t = id_to_int(key)
             far = len(near) >= k and (self.node_id_int ^ t) > (near[k - 1].int_id ^ t)
             if far and key not in self._repairing:
-                continue  # a cached or pinned copy far from the key: its k holders republish
+                # A cached or pinned copy far from the key: its k holders republish.
+                # Not `_fresh`: nothing went out, so a repair soon after must not skip it.
+                self._due_later(key, now)
+                continue
+            self._fresh(key, now)
+            self.stats["republishes"] += 1
             self._repairing.discard(key)
             if far:
                 # A repair from far away: our table knows the key's region only thinly
@@ -1175,7 +1250,8 @@ class NodeCore:
             self._prove(h.sender_id)
         self._settle(p)
         self.stats["responses_in"] += 1
-        self._outcomes.append(False)
+        if p.owner.watched:
+            self._outcomes.append(False)
         if self.recent_dead:
             self.recent_dead.pop(h.sender_id, None)
         for txid, sent_at in p.sends:

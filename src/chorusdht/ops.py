@@ -60,6 +60,10 @@ __all__ = [
 class Op:
     """Base: an operation with an id; `report` ops emit an OpDone event when finished."""
 
+    # Its requests' outcomes feed the mass-failure window (core `_check_mass_failure`);
+    # an op that seeks out contacts likely dead would make deaths look common.
+    watched = True
+
     def __init__(self, core: NodeCore, report: bool) -> None:
         self.core = core
         self.op_id = core.next_op_id()

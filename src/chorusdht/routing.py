@@ -444,6 +444,16 @@ class RoutingTable:
                 break
         return found[:n]
 
+    def least_recently_seen(self) -> list[tuple[int, Contact]]:
+        """(bucket low, contact) for every bucket's LRS contact that has not failed lately."""
+        found = []
+        for b in self._buckets:
+            for c in b.contacts.values():  # LRS first
+                if not c.failures:
+                    found.append((b.low, c))
+                    break
+        return found
+
     def bucket_ranges(self) -> list[tuple[int, int, float]]:
         """(low, high_exclusive, last_changed) of every bucket, in id order."""
         return [(b.low, b.high, b.last_changed) for b in self._buckets]
