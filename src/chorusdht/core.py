@@ -282,8 +282,9 @@ class _Liveness(Op):
     threshold within seconds, which repairs the keys it was near (`_repair_around`).
     Not `watched`: the dead are never heard from again, so they become their
     bucket's LRS contacts and these PINGs find them far more often than deaths
-    are common; counted in the mass-failure window, they started sweeps after
-    every 10% wave of the waves scenario.
+    are common. Counted in the mass-failure window (with the stale probes that
+    follow, `_StaleProbe`), 3 dead contacts of 20 started a sweep, and the waves
+    scenario sent twice the messages.
     """
 
     watched = False
