@@ -108,7 +108,7 @@ class NodeConfig:
     stale_probe_interval: float = 30.0
     """How often contacts that stopped answering are pinged again (a few per tick)."""
 
-    liveness_interval: float = 900.0
+    liveness_interval: float = 3600.0
     """A bucket whose least recently seen contact has been silent this long has it
     PINGed, at most once per bucket per interval: a node nobody asks for anything
     still learns of deaths near the keys it holds, and repairs them (see core)."""
