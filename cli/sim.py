@@ -133,6 +133,10 @@ def _two(pcts: dict[str, float], a: str, b: str, fmt: str, unit: str = "") -> st
     return f"{fmt.format(pcts[a])} / {fmt.format(pcts[b])}{unit}"
 
 
+def _found(p: dict[str, Any]) -> str:
+    return f"{_pct(p['closest_found_ratio'])} / {p['true_k_overlap_mean']:.2f}"
+
+
 def _pct(x: Any) -> str:
     return "—" if x is None else f"{100 * x:.2f}%"
 
@@ -170,6 +174,8 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ]
         for cls, c in sorted(lk["by_class"].items()):
             out.append((f"  {cls} lookups failed", _pct(c["timeout_ratio"])))
+        for tag, p in sorted(lk.get("by_tag", {}).items()):
+            out.append((f"  closest found / 20 held ({tag})", _found(p)))
     if r["puts"]["count"]:
         out.append(("puts acked", f"{r['puts']['acked']} / {r['puts']['count']}"))
     for tag, g in sorted(r["gets"].items()):

@@ -62,6 +62,7 @@ class LookupSample:
     latency: float
     closest_found: bool
     overlap: int  # how many of the true k closest the result holds
+    tag: str = ""  # the lookups event's tag: phases of a run told apart (before / after a heal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,7 @@ class Recorder:
                 "timeout_ratio": rnd(1 - len(good) / len(mine)),
                 "latency": percentiles([x.latency for x in good]),
             }
-        return {
+        out = {
             "count": len(ls),
             "success_ratio": rnd(len(ok) / len(ls)),
             "hops": percentiles([float(x.hops) for x in ok]),
@@ -168,6 +169,10 @@ class Recorder:
             "true_k_overlap_mean": rnd(sum(x.overlap for x in ls) / len(ls)),
             "by_class": by_class,
         }
+        tags = sorted({x.tag for x in ls if x.tag})
+        if tags:  # only then: untagged scenarios keep their metrics.json byte for byte
+            out["by_tag"] = {tag: _lookup_phase([x for x in ls if x.tag == tag]) for tag in tags}
+        return out
 
     def _puts(self) -> dict[str, Any]:
         ps = self.puts
@@ -214,3 +219,16 @@ class Recorder:
                     break
             out.append({"t": rnd(t), "event": label, "seconds": seconds})
         return out
+
+
+def _lookup_phase(ls: list[LookupSample]) -> dict[str, Any]:
+    """The headline lookup figures of one tagged lookups event (e.g. "split", "after_heal")."""
+    ok = [x for x in ls if x.ok]
+    return {
+        "count": len(ls),
+        "success_ratio": rnd(len(ok) / len(ls)),
+        "closest_found_ratio": rnd(sum(x.closest_found for x in ls) / len(ls)),
+        "true_k_overlap_mean": rnd(sum(x.overlap for x in ls) / len(ls)),
+        "hops": percentiles([float(x.hops) for x in ok]),
+        "latency": percentiles([x.latency for x in ok]),
+    }

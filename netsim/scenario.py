@@ -202,7 +202,7 @@ _CLASS = "class"  # checked against the scenario's classes
 # Every field an event reads (netsim.workload.Workload), and what it accepts.
 EVENT_FIELDS: dict[str, dict[str, Rule | str]] = {
     "join": {"count": _COUNT, "over": _SECONDS},
-    "lookups": {"count": _COUNT, "over": _SECONDS},
+    "lookups": {"count": _COUNT, "over": _SECONDS, "tag": text_rule},
     "puts": {
         "count": _COUNT,
         "writers": number_rule(1, whole=True),

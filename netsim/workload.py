@@ -4,8 +4,9 @@ Every event is scheduled at its `at` time (virtual seconds). Fields:
 
     join       count (default: the rest of `nodes`), over (s): nodes boot spread over
                `over` and bootstrap through one random node that has already joined.
-    lookups    count, over: FIND_NODE from a random joined node to a random target; the
-               result is checked against the true k closest live nodes.
+    lookups    count, over, tag (optional): FIND_NODE from a random joined node to a random
+               target; the result is checked against the true k closest live nodes (all of
+               them, reachable or not). A tag reports the event's lookups on their own too.
     puts       count, writers, payload (bytes), class (optional): `writers` joined nodes
                append chunks at their class's think time until `count` chunks are put.
     gets       over, tag: every acknowledged chunk is read from a random joined node.
@@ -189,10 +190,11 @@ class Workload:
     def _lookups(self, ev: Event, now: float) -> None:
         count = int(ev.get("count", 100))
         over = float(ev.get("over", 60.0))
+        tag = str(ev.get("tag", ""))
         for i in range(count):
-            self.sim.at(now + over * i / count, self._one_lookup)
+            self.sim.at(now + over * i / count, partial(self._one_lookup, tag))
 
-    def _one_lookup(self, now: float) -> None:
+    def _one_lookup(self, tag: str, now: float) -> None:
         pool = self.joined()
         if not pool:
             return
@@ -202,7 +204,7 @@ class Workload:
 
         def done(outcome: Outcome, t: float) -> None:
             if not isinstance(outcome, LookupResult):
-                self.rec.lookups.append(LookupSample(cls, False, 0, t - now, False, 0))
+                self.rec.lookups.append(LookupSample(cls, False, 0, t - now, False, 0, tag))
                 return
             tint = int.from_bytes(target, "big")
             truth = self.true_closest(tint, self.k)
@@ -212,7 +214,7 @@ class Workload:
             found = bool(truth) and truth[0] in got
             overlap = sum(1 for x in truth if x in got)
             self.rec.lookups.append(
-                LookupSample(cls, bool(outcome.nodes), outcome.hops, t - now, found, overlap)
+                LookupSample(cls, bool(outcome.nodes), outcome.hops, t - now, found, overlap, tag)
             )
 
         self.sim.start_op(node, lambda core, t: core.find_node(target, t), done)

@@ -26,6 +26,7 @@ SHIPPED = (
     "nuke-overlay",
     "nuke-overlay-recover",
     "nuke99-chorus",
+    "partition",
     "waves",
 )
 
@@ -337,3 +338,17 @@ def test_hetero_small_no_class_times_out_and_no_pizero_is_evicted() -> None:
     assert run["live_evictions_by_class"].get("pizero", 0) == 0
     assert run["gets"]["hetero"]["success_ratio"] == 1.0
     assert all(t["bytes"] > 0 for t in run["traffic"].values())
+
+
+@pytest.mark.timeout(60)
+def test_partition_small_every_chunk_is_readable_after_the_heal() -> None:
+    run = run_scenario("partition", seed=1, nodes=200)["run"]
+    assert run["puts"]["acked"] == run["puts"]["count"] == 120
+    heal = run["gets"]["after_heal"]
+    assert heal["ok"] == heal["count"] == 120 and heal["wrong_value"] == 0
+    phases = run["lookups"]["by_tag"]
+    assert phases["after_heal"]["closest_found_ratio"] >= 0.99
+    # In the split a side reads what it holds: all written before, about half since.
+    split = run["gets"]["split"]
+    assert 60 + 20 <= split["ok"] < split["count"] and split["wrong_value"] == 0
+    assert phases["split"]["closest_found_ratio"] < 0.9  # the other side is out of reach

@@ -148,6 +148,8 @@ class LookupOp(Op):
 
     def start(self, now: float) -> LookupOp:
         self.core.table.touch_bucket(self.lookup.target, now)
+        if self.lookup.target == self.core.node_id:
+            self.core.self_lookup_at = now  # see NodeCore._refresh_neighbourhood
         self._pump(now)
         return self
 
@@ -367,10 +369,16 @@ class GetOp(Op):
         self.queries += lk.queries
         best = lk.best()
         if best is None and not self.widened:
+            # The second try asks all k closest before it gives up, as Kademlia's value
+            # lookup does: the first settles once the 3 closest answered, and after a
+            # partition heals, those may be the other side's, without the chunks
+            # written meanwhile (one was unread 70 minutes after a heal).
             self.widened = True
-            LookupOp(
+            wide = LookupOp(
                 self.core, self.key, value=True, report=False, then=self._found, wide=True
-            ).start(now)
+            )
+            wide.lookup.settle = self.core.config.k
+            wide.start(now)
             return
         if best is None:
             self.finish(NotFound(f"no valid record for {self.key.hex()[:16]}…"))
