@@ -191,6 +191,10 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         last = r["replicas"][-1]
         out.append(("replicas at end (min / median)", f"{last['min']} / {last['median']}"))
         out.append(("chunks held by no live node", str(last["zero"])))
+        out.append(("on all their k closest at end", f"{last['placed']} / {last['keys']}"))
+    for h in r.get("heals", []):
+        s = h["placed_seconds"]
+        out.append(("heal → 99% on their k closest", "not by the end" if s is None else f"{s:g} s"))
     if r["live_evictions_by_class"]:
         ev = ", ".join(f"{k} {v}" for k, v in r["live_evictions_by_class"].items())
         out.append(("live contacts evicted", ev))

@@ -96,6 +96,7 @@ class Census:
     zero: int  # chunks no live node holds: lost unless a disk comes back
     below_k: int  # chunks with fewer than min(k, live) replicas
     held_fraction: float
+    placed: int  # chunks held by every one of their k closest joined live nodes
 
 
 @dataclass(slots=True)
@@ -106,6 +107,7 @@ class Recorder:
     gets: list[GetSample] = field(default_factory=list)
     census: list[Census] = field(default_factory=list)
     losses: list[tuple[float, str]] = field(default_factory=list)
+    heals: list[float] = field(default_factory=list)
     nukes: list[dict[str, Any]] = field(default_factory=list)
     joins_ok: int = 0
     joins_failed: int = 0
@@ -135,10 +137,12 @@ class Recorder:
                     "zero": c.zero,
                     "below_k": c.below_k,
                     "held_fraction": rnd(c.held_fraction),
+                    "placed": c.placed,
                 }
                 for c in self.census
             ],
             "restore_k": self._restore(),
+            "heals": self._heals(),
             "nukes": self.nukes,
             "live_evictions_by_class": dict(sorted(self.live_evictions.items())),
             "writer_down": self.writer_down,
@@ -202,6 +206,15 @@ class Recorder:
             }
         return out
 
+    def _heals(self) -> list[dict[str, Any]]:
+        """Per heal: seconds until >= 99% of the chunks sat on all their k closest nodes.
+
+        A partition loses no copy, so `restore_k` says nothing of it: each side
+        stored what it wrote on its own side's k closest. Census resolution, an
+        upper bound; None if it never happened before the end of the run.
+        """
+        return [{"t": rnd(t), "placed_seconds": _placed_after(self.census, t)} for t in self.heals]
+
     def _restore(self) -> list[dict[str, Any]]:
         """Per loss event: seconds until ≥ 99% of surviving chunks had min(k, live) replicas.
 
@@ -219,6 +232,14 @@ class Recorder:
                     break
             out.append({"t": rnd(t), "event": label, "seconds": seconds})
         return out
+
+
+def _placed_after(census: list[Census], t: float) -> float | None:
+    """Seconds from `t` to the first census where >= 99% of the chunks were placed."""
+    for c in census:
+        if c.t > t and c.keys and c.placed >= 0.99 * c.keys:
+            return rnd(c.t - t)
+    return None
 
 
 def _lookup_phase(ls: list[LookupSample]) -> dict[str, Any]:

@@ -306,6 +306,7 @@ class Workload:
 
     def _heal(self, ev: Event, now: float) -> None:
         self.sim.heal()
+        self.rec.heals.append(now)
 
     def _crash(self, ev: Event, now: float) -> None:
         live = self.sim.live_nodes()
@@ -436,8 +437,18 @@ class Workload:
                 zero=zero,
                 below_k=sum(1 for r in reps if r < want),
                 held_fraction=(n - zero) / n,
+                placed=self._placed(),
             )
         )
+
+    def _placed(self) -> int:
+        """How many acknowledged chunks every one of their k closest joined live nodes holds."""
+        placed = 0
+        for key in self.acked:
+            closest = self.true_closest(int.from_bytes(key, "big"), self.k)
+            if all(key in self.by_id[i.to_bytes(32, "big")].store for i in closest):
+                placed += 1
+        return placed
 
     def _check_evictions(self) -> None:
         """Count live, reachable contacts that dropped out of a table since the last census.

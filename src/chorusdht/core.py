@@ -1117,9 +1117,9 @@ class NodeCore:
 
         One that had turned stale comes back like a newcomer for the hand-off: while
         it was unreachable (a partition, a restart) lookups and republish passed it
-        over, so keys it is among the k closest of went to others. Without this,
-        after a partition healed the stale contacts that answered again were never
-        given the keys written on the other side meanwhile.
+        over, so keys it is among the k closest of went to others. Without this it
+        got them only at their next republish, an hour or more later
+        (`test_a_stale_contact_that_answers_again_is_handed_the_keys_it_missed`).
         """
         revived = contact.failures >= self.config.evict_after_failures
         self.table.record_success(contact.node_id, now)
