@@ -5,8 +5,9 @@ Three figures, each drawn for every run of a sweep:
 - `replicas.png`: live replicas per chunk over time (median, 10th percentile, min)
   against k;
 - `lookup_latency_cdf.png`: the CDF of successful lookup latencies;
-- `recovered.png`: the fraction of acknowledged chunks still held over time, and
-  after each nuke the retrievable fraction next to the bound 1 − f^k.
+- `recovered.png`: the fraction of acknowledged chunks still held over time, the
+  fraction on all of their k closest live nodes (what a heal or a repair restores),
+  and after each nuke the retrievable fraction next to the bound 1 − f^k.
 
 A figure with nothing to draw (no chunk stored, no lookup done) says so in its middle
 rather than being blank. Survivor-recovery scenarios (netsim.recoversim) get their own
@@ -80,6 +81,16 @@ def write_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
                 [r["held_fraction"] for r in rows],
                 label=f"{label}: held by a live node",
             )
+            ax.plot(
+                [r["t"] / 3600 for r in rows],
+                [r["placed"] / r["keys"] for r in rows],
+                linestyle="--",
+                label=f"{label}: on all its k closest",
+            )
+        for i, heal in enumerate(run.get("heals", [])):
+            x = heal["t"] / 3600
+            name = "partition healed" if i == 0 else None
+            ax.axvline(x, color="green", linewidth=0.8, linestyle=":", label=name)
         for nuke in run["nukes"]:
             got = run.get("recovered", {}).get("retrievable")
             x = nuke["t"] / 3600
