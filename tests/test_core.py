@@ -1352,3 +1352,35 @@ def test_the_neighbourhood_lookup_meets_neighbours_nobody_introduced() -> None:
         )
         missing += sum(1 for x in near[:4] if x.node_id not in c.table)
     assert missing <= 4
+
+
+def test_a_revived_contact_is_handed_its_keys_even_when_a_closer_holder_is_known() -> None:
+    # Hand-off to a newcomer is left to the closest holder we know. A contact back
+    # from stale is not a newcomer: the nodes closer than us may have been cut off
+    # with it and never learnt it came back. Here the two closest to the key are
+    # silent while the writer puts; the second comes back first and is handed the
+    # chunk; then the closest comes back, and the writer, not the closest holder it
+    # knows any more, hands it over all the same.
+    cfg = NodeConfig(k=3)
+    net = Net()
+    cores = net.swarm(14, cfg)
+    net.run_for(60)
+    for i in range(400):
+        key, raw = chunk(i)
+        t = id_to_int(key)
+        ranked = sorted(cores, key=lambda c: c.node_id_int ^ t)
+        first, second, writer = ranked[:3]
+        if first.node_id in writer.table and second.node_id in writer.table:
+            break
+    for c in (first, second):
+        net.silent.add(net.addr(c))
+    assert isinstance(net.wait(writer, writer.put(raw, key, net.now)), PutResult)
+    net.run_for(120)
+    net.silent.discard(net.addr(second))
+    net.run_for(300)
+    assert second.store.get(key) == raw
+    net.silent.discard(net.addr(first))
+    back = first.bootstrap([net.addr(writer)], net.now)  # it rejoins: the writer meets it
+    assert isinstance(net.wait(first, back), BootstrapResult)
+    net.run_for(300)  # republish is an hour off
+    assert first.store.get(key) == raw

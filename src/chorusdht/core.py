@@ -99,6 +99,7 @@ RECENT_DEAD_FOR = 60.0  # s a contact that failed a request is not offered to lo
 RECENT_DEAD_MAX = 4096  # such ids remembered at most
 PROBES_PER_TICK = 8  # stale contacts pinged per probe tick; bounded so probing never floods
 PROOF_CACHE = 4096  # (mesh, member) pairs whose membership proof we verified and keep
+GONE_STALE_KEPT = 1024  # ids of contacts dropped as stale, remembered (~100 KB)
 PROVEN_CACHE = 8192  # ids remembered as having proven their key (~0.5 MB)
 REPUBLISH_PACING = 0.05  # seconds between republish batches when many keys are due at once
 
@@ -408,6 +409,9 @@ class NodeCore:
         self._first_death = 0.0
         self._fresh_at: dict[bytes, float] = {}
         self.self_lookup_at = now  # the last lookup of our own id (join, sweep or refresh)
+        # Contacts dropped for being stale, oldest first: back in the table, they are
+        # handed their keys as revived contacts are (`_heard_from`).
+        self._gone_stale: dict[bytes, None] = {}
         self._closed = False
         for key in store.keys():
             self._set_due(
@@ -1076,6 +1080,10 @@ class NodeCore:
             self.table.remove(node_id)
             self._contacts_dirty = True
             self.stats["evicted"] += 1
+            gone = self._gone_stale  # if it comes back, it may have missed keys
+            gone[node_id] = None
+            if len(gone) > GONE_STALE_KEPT:
+                del gone[next(iter(gone))]
 
     def probing_done(self, node_id: bytes) -> None:
         self._probing.discard(node_id)
@@ -1117,7 +1125,8 @@ class NodeCore:
 
         One that had turned stale comes back like a newcomer for the hand-off: while
         it was unreachable (a partition, a restart) lookups and republish passed it
-        over, so keys it is among the k closest of went to others. Without this it
+        over, so keys it is among the k closest of went to others. So does one
+        dropped as stale that re-enters the table (`on_contact_added`). Without this it
         got them only at their next republish, an hour or more later
         (`test_a_stale_contact_that_answers_again_is_handed_the_keys_it_missed`).
         """
@@ -1125,7 +1134,7 @@ class NodeCore:
         self.table.record_success(contact.node_id, now)
         if revived and self.config.handoff and self._due and not self.joining:
             self.stats["revived"] += 1
-            self.handoff.contact_added(contact, now)
+            self.handoff.contact_added(contact, now, revived=True)
 
     def on_contact_added(self, contact: Contact, now: float) -> None:
         self._proven.pop(contact.node_id, None)  # the table is its proof now (see _prove)
@@ -1133,8 +1142,10 @@ class NodeCore:
         self._contacts_dirty = True
         # Not while we join: our half-built table would make us "closest" for most of
         # what we hold, and every node we meet would get it all again (a rejoin storm).
+        revived = contact.node_id in self._gone_stale  # see _heard_from
+        self._gone_stale.pop(contact.node_id, None)
         if self.config.handoff and self._due and not self.joining:
-            self.handoff.contact_added(contact, now)
+            self.handoff.contact_added(contact, now, revived=revived)
 
     def held_keys(self) -> list[bytes]:
         """The keys this node holds and republishes (a snapshot)."""
