@@ -1295,6 +1295,20 @@ def test_a_get_whose_closest_nodes_lack_the_chunk_asks_all_k_before_giving_up() 
     assert got.record.raw == raw and not got.local
 
 
+def _chunk_known_near(
+    cores: list[NodeCore], writer_rank: int
+) -> tuple[bytes, bytes, list[NodeCore]]:
+    """A chunk, and the cores by distance to its key, whose core at `writer_rank`
+    knows every core closer to the key."""
+    for i in range(400):
+        key, raw = chunk(i)
+        t = id_to_int(key)
+        ranked = sorted(cores, key=lambda c: c.node_id_int ^ t)
+        if all(c.node_id in ranked[writer_rank].table for c in ranked[:writer_rank]):
+            return key, raw, ranked
+    raise AssertionError("no chunk has its writer know every closer node")
+
+
 def test_a_stale_contact_that_answers_again_is_handed_the_keys_it_missed() -> None:
     # The writer's put finds the key's closest node silent (a partition, a restart)
     # and stores beside it. When that node answers a probe again, the writer, the
@@ -1303,13 +1317,8 @@ def test_a_stale_contact_that_answers_again_is_handed_the_keys_it_missed() -> No
     net = Net()
     cores = net.swarm(12, cfg)
     net.run_for(60)
-    for i in range(200):
-        key, raw = chunk(i)
-        t = id_to_int(key)
-        ranked = sorted(cores, key=lambda c: c.node_id_int ^ t)
-        away, writer = ranked[0], ranked[1]
-        if away.node_id in writer.table:
-            break
+    key, raw, ranked = _chunk_known_near(cores, writer_rank=1)
+    away, writer = ranked[0], ranked[1]
     net.silent.add(net.addr(away))
     assert isinstance(net.wait(writer, writer.put(raw, key, net.now)), PutResult)
     net.run_for(120)  # the writer's probes confirm it: stale
@@ -1365,13 +1374,8 @@ def test_a_revived_contact_is_handed_its_keys_even_when_a_closer_holder_is_known
     net = Net()
     cores = net.swarm(14, cfg)
     net.run_for(60)
-    for i in range(400):
-        key, raw = chunk(i)
-        t = id_to_int(key)
-        ranked = sorted(cores, key=lambda c: c.node_id_int ^ t)
-        first, second, writer = ranked[:3]
-        if first.node_id in writer.table and second.node_id in writer.table:
-            break
+    key, raw, ranked = _chunk_known_near(cores, writer_rank=2)
+    first, second, writer = ranked[:3]
     for c in (first, second):
         net.silent.add(net.addr(c))
     assert isinstance(net.wait(writer, writer.put(raw, key, net.now)), PutResult)
