@@ -1295,17 +1295,18 @@ def test_a_get_whose_closest_nodes_lack_the_chunk_asks_all_k_before_giving_up() 
     assert got.record.raw == raw and not got.local
 
 
-def _chunk_known_near(
-    cores: list[NodeCore], writer_rank: int
-) -> tuple[bytes, bytes, list[NodeCore]]:
-    """A chunk, and the cores by distance to its key, whose core at `writer_rank`
-    knows every core closer to the key."""
+def _chunk_known_near(n: int, writer_rank: int) -> tuple[Net, bytes, bytes, list[NodeCore]]:
+    """`n` cores at k = 3, a minute after they joined, and a chunk whose core at
+    `writer_rank` by distance to its key knows every closer one (the cores so ranked)."""
+    net = Net()
+    cores = net.swarm(n, NodeConfig(k=3))
+    net.run_for(60)
     for i in range(400):
         key, raw = chunk(i)
         t = id_to_int(key)
         ranked = sorted(cores, key=lambda c: c.node_id_int ^ t)
         if all(c.node_id in ranked[writer_rank].table for c in ranked[:writer_rank]):
-            return key, raw, ranked
+            return net, key, raw, ranked
     raise AssertionError("no chunk has its writer know every closer node")
 
 
@@ -1313,17 +1314,13 @@ def test_a_stale_contact_that_answers_again_is_handed_the_keys_it_missed() -> No
     # The writer's put finds the key's closest node silent (a partition, a restart)
     # and stores beside it. When that node answers a probe again, the writer, the
     # closest holder it knows, hands it the chunk: not an hour later at republish.
-    cfg = NodeConfig(k=3)
-    net = Net()
-    cores = net.swarm(12, cfg)
-    net.run_for(60)
-    key, raw, ranked = _chunk_known_near(cores, writer_rank=1)
+    net, key, raw, ranked = _chunk_known_near(12, writer_rank=1)
     away, writer = ranked[0], ranked[1]
     net.silent.add(net.addr(away))
     assert isinstance(net.wait(writer, writer.put(raw, key, net.now)), PutResult)
     net.run_for(120)  # the writer's probes confirm it: stale
     contact = writer.table.get(away.node_id)
-    assert contact is not None and contact.failures >= cfg.evict_after_failures
+    assert contact is not None and contact.failures >= writer.config.evict_after_failures
     assert away.store.get(key) is None
     net.silent.discard(net.addr(away))
     net.run_for(300)  # a stale probe every 30 s; republish is an hour off
@@ -1370,11 +1367,7 @@ def test_a_revived_contact_is_handed_its_keys_even_when_a_closer_holder_is_known
     # silent while the writer puts; the second comes back first and is handed the
     # chunk; then the closest comes back, and the writer, not the closest holder it
     # knows any more, hands it over all the same.
-    cfg = NodeConfig(k=3)
-    net = Net()
-    cores = net.swarm(14, cfg)
-    net.run_for(60)
-    key, raw, ranked = _chunk_known_near(cores, writer_rank=2)
+    net, key, raw, ranked = _chunk_known_near(14, writer_rank=2)
     first, second, writer = ranked[:3]
     for c in (first, second):
         net.silent.add(net.addr(c))
