@@ -163,16 +163,9 @@ class Recorder:
                 "timeout_ratio": rnd(1 - len(good) / len(mine)),
                 "latency": percentiles([x.latency for x in good]),
             }
-        out = {
-            "count": len(ls),
-            "success_ratio": rnd(len(ok) / len(ls)),
-            "hops": percentiles([float(x.hops) for x in ok]),
-            "latency": percentiles([x.latency for x in ok]),
-            "latency_cdf": quantiles([x.latency for x in ok]),
-            "closest_found_ratio": rnd(sum(x.closest_found for x in ls) / len(ls)),
-            "true_k_overlap_mean": rnd(sum(x.overlap for x in ls) / len(ls)),
-            "by_class": by_class,
-        }
+        out = _lookup_phase(ls)
+        out["latency_cdf"] = quantiles([x.latency for x in ok])
+        out["by_class"] = by_class
         tags = sorted({x.tag for x in ls if x.tag})
         if tags:  # only then: untagged scenarios keep their metrics.json byte for byte
             out["by_tag"] = {tag: _lookup_phase([x for x in ls if x.tag == tag]) for tag in tags}
@@ -243,7 +236,7 @@ def _placed_after(census: list[Census], t: float) -> float | None:
 
 
 def _lookup_phase(ls: list[LookupSample]) -> dict[str, Any]:
-    """The headline lookup figures of one tagged lookups event (e.g. "split", "after_heal")."""
+    """The headline figures of some lookups: all of a run's, or one tagged event's."""
     ok = [x for x in ls if x.ok]
     return {
         "count": len(ls),

@@ -119,21 +119,16 @@ class Handoff:
             core.schedule(now + HANDOFF_PASS_PAUSE, self._step)
             return
         self.passing = None
-        big = [
-            key
-            for node_id, keys in p.owed.items()
-            if len(keys) >= HANDOFF_LIST_MIN or node_id in p.revived
-            for key in keys
-        ]
+        # A contact back from stale likely holds most of what it is owed, and every
+        # holder near the key offers it: LIST first, always.
+        least = {i: 1 if i in p.revived else HANDOFF_LIST_MIN for i in p.owed}
+        big = [key for i, keys in p.owed.items() if len(keys) >= least[i] for key in keys]
         # Only for keys owed in big batches, which may pay for a LIST first: one indexed
         # query for them, not a read of every key we hold.
         mesh_of = core.store.mesh_of(sorted(set(big))) if big else {}
         for c in p.new:
             if owed := p.owed[c.node_id]:
-                # A contact back from stale likely holds most of what it is owed, and
-                # every holder near the key offers it: LIST first, always.
-                least = 1 if c.node_id in p.revived else HANDOFF_LIST_MIN
-                self._owe(c, owed, mesh_of, now, least)
+                self._owe(c, owed, mesh_of, now, least[c.node_id])
         if not self.tick_armed:
             self._send(now)
         if self.newcomers:  # met while this pass ran
