@@ -28,6 +28,7 @@ receiver, exactly as UDP would (`datagrams_to_send`/`receive_datagram`).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import random
@@ -88,6 +89,10 @@ class SimNode:
     waiters: dict[int, Callback] = field(default_factory=dict)
 
 
+def _index(node: SimNode) -> int:
+    return node.index
+
+
 class Simulator:
     """Owns the clock, the heap, the network and every node."""
 
@@ -117,6 +122,9 @@ class Simulator:
         self.by_addr: dict[tuple[str, int], SimNode] = {}
         self.live: list[SimNode] = []  # kept in index order: random picks index into it
         self._live_dirty = False
+        # Joined live nodes in index order, kept up to date (`set_joined`): every join
+        # picks its bootstrap node from it, and rebuilding it per join cost O(n²).
+        self.joined: list[SimNode] = []
         self._drop: dict[tuple[str, str], float] = {}  # drop probability per class pair
         self.msgs_by_class: Counter[str] = Counter()
         self.bytes_by_class: Counter[str] = Counter()
@@ -183,7 +191,7 @@ class Simulator:
         node.lives += 1
         node.incarnation += 1
         node.alive = True
-        node.joined = False
+        self.set_joined(node, False)
         node.born = self.now
         node.timer_at = None
         node.waiters = {}
@@ -204,7 +212,7 @@ class Simulator:
         if not node.alive:
             return
         node.alive = False
-        node.joined = False
+        self.set_joined(node, False)
         if node.core is not None:
             self.retired_stats.update(node.core.stats)
             self.crashes += 1
@@ -215,6 +223,17 @@ class Simulator:
             node.store = MemoryStore()
             node.identity = self._new_identity(node.index, node.lives)
         self._live_dirty = True
+
+    def set_joined(self, node: SimNode, joined: bool) -> None:
+        """Mark `node` joined (its bootstrap finished) or not (it is new, crashed or off)."""
+        if node.joined == joined:
+            return
+        node.joined = joined
+        i = bisect.bisect_left(self.joined, node.index, key=_index)
+        if joined:
+            self.joined.insert(i, node)
+        else:
+            del self.joined[i]
 
     def live_nodes(self) -> list[SimNode]:
         """Alive nodes in index order (a deterministic list to draw random picks from)."""

@@ -94,7 +94,8 @@ class Workload:
     # ---- helpers ------------------------------------------------------------
 
     def joined(self) -> list[SimNode]:
-        return [n for n in self.sim.live_nodes() if n.joined]
+        """Joined live nodes in index order (the simulator's own list: do not change it)."""
+        return self.sim.joined
 
     def _mark_changed(self) -> None:
         self._truth_ids = None
@@ -104,19 +105,21 @@ class Workload:
         if not node.alive:
             self.sim.power_on(node)
         self.by_id[node.identity.node_id] = node
-        seeds = [n for n in self.joined() if n is not node]
-        if not seeds:
-            node.joined = True  # the first node: there is nobody to join
+        pool = self.joined()
+        if len(pool) == int(node.joined):
+            self.sim.set_joined(node, True)  # the first node: there is nobody to join
             self._mark_changed()
             return
-        seed = seeds[self.sim.rng.randrange(len(seeds))]
+        # A random joined node other than this one (as if drawn from the pool without it).
+        i = self.sim.rng.randrange(len(pool) - int(node.joined))
+        seed = pool[i + 1] if node.joined and pool[i].index >= node.index else pool[i]
         incarnation = node.incarnation
 
         def done(outcome: Outcome, t: float) -> None:
             if node.incarnation != incarnation:
                 return
             if isinstance(outcome, BootstrapResult):
-                node.joined = True
+                self.sim.set_joined(node, True)
                 self.rec.joins_ok += 1
                 self.rec.join_latency.append(t - now)
                 self._mark_changed()

@@ -407,6 +407,7 @@ class NodeCore:
         self._probing: set[bytes] = set()
         self._liveness_at: dict[int, float] = {}  # bucket low -> when its LRS was last PINGed
         self._first_death = 0.0
+        self._started_at = now
         self._fresh_at: dict[bytes, float] = {}
         self.self_lookup_at = now  # the last lookup of our own id (join, sweep or refresh)
         # Contacts dropped for being stale, oldest first: back in the table, they are
@@ -865,9 +866,11 @@ class NodeCore:
         """
         interval = self.config.liveness_interval
         cutoff = now - interval
+        if cutoff < self._started_at:
+            return  # every contact entered the table (seen) after this core started
         last = self._liveness_at
-        for low, c in self.table.least_recently_seen():
-            if c.last_seen > cutoff or last.get(low, -math.inf) > cutoff:
+        for low, c in self.table.quiet_buckets(cutoff):
+            if last.get(low, -math.inf) > cutoff:
                 continue
             if c.node_id in self._probing:
                 continue

@@ -444,13 +444,15 @@ class RoutingTable:
                 break
         return found[:n]
 
-    def least_recently_seen(self) -> list[tuple[int, Contact]]:
-        """(bucket low, contact) for every bucket's LRS contact that has not failed lately."""
+    def quiet_buckets(self, cutoff: float) -> list[tuple[int, Contact]]:
+        """(bucket low, contact) for every bucket whose LRS contact among those that
+        have not failed lately was last seen at or before `cutoff`."""
         found = []
         for b in self._buckets:
             for c in b.contacts.values():  # LRS first
                 if not c.failures:
-                    found.append((b.low, c))
+                    if c.last_seen <= cutoff:
+                        found.append((b.low, c))
                     break
         return found
 
