@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from netsim import list_scenarios, load_scenario, run_scenario
+from netsim.engine import Simulator
+from netsim.network import DEFAULT_CLASSES, LinkModel
 from netsim.recoversim import is_recover_scenario, load_spec
 from netsim.scenario import SCENARIO_DIR, ScenarioError
 
-from chorusdht import NodeCore
+from chorusdht import NodeConfig, NodeCore
 
 SHIPPED = (
     "churn-36h",
@@ -357,3 +359,20 @@ def test_partition_small_every_chunk_is_readable_after_the_heal() -> None:
     assert run["heals"][0]["placed_seconds"] is not None
     end = run["replicas"][-1]
     assert end["placed"] == end["keys"] == 120
+
+
+def test_the_joined_list_stays_in_index_order_through_joins_crashes_and_restarts() -> None:
+    """Joins pick their bootstrap node from `Simulator.joined` by index: it must list
+    exactly the joined live nodes, in index order, whatever order they joined in."""
+    sim = Simulator(seed=1, config=NodeConfig(), link=LinkModel(), fast_crypto=True)
+    nodes = [sim.spawn(DEFAULT_CLASSES["datacenter"]) for _ in range(6)]
+    for n in nodes:
+        sim.power_on(n)
+    for i in (4, 1, 5, 0, 3):
+        sim.set_joined(nodes[i], True)
+    sim.set_joined(nodes[4], True)  # twice: still listed once
+    assert [n.index for n in sim.joined] == [0, 1, 3, 4, 5]
+    sim.crash(nodes[3], keep_disk=True)
+    sim.power_on(nodes[1])  # a restart joins again from scratch
+    assert [n.index for n in sim.joined] == [0, 4, 5]
+    assert all(n.joined == (n in sim.joined) for n in nodes)
