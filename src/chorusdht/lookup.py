@@ -97,9 +97,15 @@ class Lookup:
             return
         distance = id_to_int(node_id) ^ self._t
         dists = self._dists
-        limit = MAX_CANDIDATES_FACTOR * self.k
-        if len(dists) >= limit and distance > dists[-1]:
+        if len(dists) >= MAX_CANDIDATES_FACTOR * self.k and distance > dists[-1]:
             return  # farther than all we keep: it can never matter (the common case)
+        self._insert(node_id, addr, hops, distance)
+
+    def _insert(self, node_id: bytes, addr: tuple[str, int], hops: int, distance: int) -> None:
+        """Keep a new candidate at `distance` from the target: neither us nor known, and
+        nearer than the farthest kept while the list is full (`_add` checked)."""
+        dists = self._dists
+        limit = MAX_CANDIDATES_FACTOR * self.k
         if self._puzzle_bits and not puzzle_ok(node_id, self._puzzle_bits):
             return
         if self._subnet_limit is not None:
@@ -171,17 +177,18 @@ class Lookup:
         c.has_value = has_value
         self.replies += 1
         self._done = None
-        # `_add`'s two cheap refusals inline: most contacts of a reply are known already
-        # or farther than every candidate kept, and this loop runs 20 times per reply.
+        # `_add`'s cheap refusals inline: most contacts of a reply are known already or
+        # farther than every candidate kept, and this loop runs 20 times per reply.
         by_id, dists, t, own = self._by_id, self._dists, self._t, self._own
         limit = MAX_CANDIDATES_FACTOR * self.k
         hops = c.hops + 1
         for cid, addr in contacts:
             if cid in by_id or cid == own:
                 continue
-            if len(dists) >= limit and int.from_bytes(cid, "big") ^ t > dists[-1]:
+            distance = int.from_bytes(cid, "big") ^ t
+            if len(dists) >= limit and distance > dists[-1]:
                 continue
-            self._add(cid, addr, hops)
+            self._insert(cid, addr, hops, distance)
 
     def on_slow(self, node_id: bytes) -> None:
         c = self._by_id.get(node_id)
