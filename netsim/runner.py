@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chorusdht import unwritable_dir
+from chorusdht.messages import SHARED_NODE_INFOS_DEFAULT, share_node_infos
 from chorusdht.routing import SHARED_IDS_DEFAULT, share_ids
 
 from .engine import Simulator
@@ -35,8 +36,10 @@ PROGRESS_STEPS = 200  # progress callbacks per run: smooth bar, negligible cost
 
 def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[str, Any]:
     """Run one scenario (no sweep) and return its metrics."""
-    # Every table of the run shares one int per contact id (see routing.share_ids).
+    # Every table of the run shares one int per contact id (see routing.share_ids) and
+    # one NodeInfo per contact for its replies (messages.share_node_infos).
     share_ids(max(SHARED_IDS_DEFAULT, 2 * sc.nodes))
+    share_node_infos(max(SHARED_NODE_INFOS_DEFAULT, 2 * sc.nodes))
     sim = Simulator(
         seed=seed,
         config=sc.config,

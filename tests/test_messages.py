@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chorusdht.codec import MAX_DATAGRAM, encode
-from chorusdht.errors import DecodeError, ErrorCode
+from chorusdht.errors import ConfigError, DecodeError, ErrorCode
 from chorusdht.messages import (
     CHALLENGE_CONTEXT,
     MAX_CONTACTS_PER_REPLY,
@@ -20,6 +20,7 @@ from chorusdht.messages import (
     MAX_RECORDS_PER_REPLY,
     NONCE_BYTES,
     PROTOCOL_VERSION,
+    SHARED_NODE_INFOS_DEFAULT,
     TXID_BYTES,
     Body,
     ErrorReply,
@@ -42,6 +43,8 @@ from chorusdht.messages import (
     challenge_payload,
     decode_message,
     encode_message,
+    share_node_infos,
+    shared_node_info,
 )
 
 ROUTING_BUDGET = 1200  # DESIGN §3: routing messages stay well under 1,200 bytes
@@ -302,3 +305,24 @@ def test_largest_lists_fit_a_datagram() -> None:
     keys = tuple(bytes([i % 256, i // 256]) * 16 for i in range(MAX_KEYS_PER_REQUEST))
     for body in (GetMany(keys), Listed(keys, keys[-1])):
         assert len(encode_message(Message(header(challenge=b"c" * 16), body))) < MAX_DATAGRAM
+
+
+def test_share_node_infos_sizes_the_process_wide_cache() -> None:
+    """Past its capacity the cache stops sharing (the first NodeInfo is made afresh);
+    netsim sizes it for its node count, so every table then holds the same object."""
+    ids = [bytes([i]) * 32 for i in range(1, 4)]
+    share_node_infos(2)
+    try:
+        first = shared_node_info(ids[0], "192.0.2.1", 4000)
+        assert shared_node_info(ids[0], "192.0.2.1", 4000) is first
+        shared_node_info(ids[1], "192.0.2.2", 4000)
+        shared_node_info(ids[2], "192.0.2.3", 4000)  # evicts the first
+        again = shared_node_info(ids[0], "192.0.2.1", 4000)
+        assert again == first and again is not first
+        share_node_infos(8)
+        kept = [shared_node_info(i, "192.0.2.9", 1) for i in ids]
+        assert all(shared_node_info(i, "192.0.2.9", 1) is k for i, k in zip(ids, kept, strict=True))
+        with pytest.raises(ConfigError, match="at least 1"):
+            share_node_infos(0)
+    finally:
+        share_node_infos(SHARED_NODE_INFOS_DEFAULT)

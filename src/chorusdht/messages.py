@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .codec import MAX_DATAGRAM, decode, encode
-from .errors import DecodeError, ErrorCode
+from .errors import ConfigError, DecodeError, ErrorCode
 
 __all__ = [
     "CHALLENGE_CONTEXT",
@@ -50,6 +50,7 @@ __all__ = [
     "challenge_payload",
     "decode_message",
     "encode_message",
+    "share_node_infos",
     "shared_node_info",
 ]
 
@@ -81,9 +82,25 @@ class NodeInfo:
 # One NodeInfo per (id, host, port) in the process, however many tables hold that
 # contact: netsim runs thousands of nodes in one process, and each table made its
 # own copy for its replies (~56 bytes per contact). Frozen, so sharing is safe.
-# 16,384 entries (~400 bytes each with the cache's own links) covers a 10,000-node
-# simulation and caps what a long-running real node spends on it at ~6 MB.
-shared_node_info = functools.lru_cache(maxsize=1 << 14)(NodeInfo)
+# 16,384 entries (~400 bytes each with the cache's own links) caps what a
+# long-running real node spends on it at ~6 MB; netsim raises it for its node count
+# (`share_node_infos`). Too small a cache does not fail, it only stops sharing: at
+# 100,000 nodes most of ~15 M contacts kept a copy of their own.
+SHARED_NODE_INFOS_DEFAULT = 1 << 14
+_node_infos = functools.lru_cache(maxsize=SHARED_NODE_INFOS_DEFAULT)(NodeInfo)
+
+
+def shared_node_info(node_id: bytes, host: str, port: int) -> NodeInfo:
+    """The process-wide NodeInfo for (node_id, host, port), made on first use."""
+    return _node_infos(node_id, host, port)
+
+
+def share_node_infos(capacity: int) -> None:
+    """Keep up to `capacity` NodeInfos shared process-wide (starts empty)."""
+    global _node_infos
+    if capacity < 1:
+        raise ConfigError(f"share_node_infos needs a capacity of at least 1, got {capacity}")
+    _node_infos = functools.lru_cache(maxsize=capacity)(NodeInfo)
 
 
 @dataclass(frozen=True, slots=True)
