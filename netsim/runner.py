@@ -32,6 +32,7 @@ Progress = Callable[[float, float], None]
 """progress(virtual_now, virtual_end): called about 200 times per run."""
 
 PROGRESS_STEPS = 200  # progress callbacks per run: smooth bar, negligible cost
+GC_YOUNG_THRESHOLD = 50_000  # net allocations between young collections (see simulate)
 
 
 def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[str, Any]:
@@ -55,6 +56,11 @@ def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[
     step = sc.duration / PROGRESS_STEPS
     t = 0.0
     collected_at = 0
+    # The young generation is collected every 700 net allocations by default: ~6,000
+    # times in a 5,000-node run, 5% of its wall time, for ~2,000 objects in cycles.
+    # Every 50,000 costs nothing measurable; what a cycle holds waits a little longer.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
     try:
         while t < sc.duration:
             t = min(sc.duration, t + step)
@@ -76,6 +82,7 @@ def simulate(sc: Scenario, seed: int, progress: Progress | None = None) -> dict[
                 progress(t, sc.duration)
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
     out = rec.summarize()
     counts: dict[str, int] = {}
     for node in sim.nodes:

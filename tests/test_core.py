@@ -8,6 +8,7 @@ virtual time, and collects `next_event()`. No trio, no sockets, no sleeping.
 from __future__ import annotations
 
 import random
+from collections import deque
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from chorusdht.codec import MAX_DATAGRAM, decode, encode
 from chorusdht.config import NodeConfig
-from chorusdht.core import NodeCore
+from chorusdht.core import MASS_FAILURE_WINDOW, NodeCore, _Outcomes
 from chorusdht.errors import (
     ChorusError,
     ConfigError,
@@ -1381,3 +1382,21 @@ def test_a_revived_contact_is_handed_its_keys_even_when_a_closer_holder_is_known
     assert isinstance(net.wait(first, back), BootstrapResult)
     net.run_for(300)  # republish is an hour off
     assert first.store.get(key) == raw
+
+
+@given(st.lists(st.one_of(st.booleans(), st.none()), max_size=200))
+@settings(deadline=None)
+def test_the_outcome_window_counts_like_a_bounded_deque(steps: list[bool | None]) -> None:
+    """The mass-failure window (bits in an int) against the deque(maxlen) it replaced;
+    None stands for a sweep, which clears it."""
+    window = _Outcomes()
+    model: deque[bool] = deque(maxlen=MASS_FAILURE_WINDOW)
+    for step in steps:
+        if step is None:
+            window.clear()
+            model.clear()
+        else:
+            window.add(step)
+            model.append(step)
+        assert window.count == len(model)
+        assert window.timeouts() == sum(model)

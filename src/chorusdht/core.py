@@ -25,7 +25,7 @@ import contextlib
 import heapq
 import math
 import random
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
@@ -91,6 +91,7 @@ RATE_LIMIT_TRACKED_IPS = 65536  # source IPs with a token bucket (LRU); ~6 MB at
 RATE_LIMIT_REPLY_EVERY = 64  # answer one dropped request in 64 with RATE_LIMITED, drop the rest
 MASS_FAILURE_WINDOW = 32  # outcomes of the last requests watched for a mass failure
 MASS_FAILURE_TIMEOUTS = 24  # this many timed out among them: sweep the table
+_WINDOW_MASK = (1 << MASS_FAILURE_WINDOW) - 1
 SWEEP_COOLDOWN = 600.0  # s between two sweeps
 SWEEP_IN_FLIGHT = 16  # PINGs a sweep has out at once
 SWEEP_MIN_ALIVE = 3  # fewer contacts answered a sweep: it tries the nodes heard of too
@@ -107,6 +108,30 @@ REPUBLISH_PACING = 0.05  # seconds between republish batches when many keys are 
 SyncSource = Callable[[tuple[SinceEntry, ...], int, int, tuple[str, int]], tuple[list[bytes], bool]]
 """(phase vector, offset, limit, asker) -> (chunk keys the asker lacks from `offset` on,
 more?). The asker's address lets the source pull back when the asker is ahead."""
+
+
+class _Outcomes:
+    """Whether each of the last MASS_FAILURE_WINDOW watched requests timed out, as bits.
+
+    An int and a count: a `deque(maxlen=32)` of bools took ~760 bytes per node.
+    """
+
+    __slots__ = ("bits", "count")
+
+    def __init__(self) -> None:
+        self.bits = 0  # bit i: the request i places back timed out
+        self.count = 0  # outcomes held, at most MASS_FAILURE_WINDOW
+
+    def add(self, timed_out: bool) -> None:
+        self.bits = ((self.bits << 1) | timed_out) & _WINDOW_MASK
+        if self.count < MASS_FAILURE_WINDOW:
+            self.count += 1
+
+    def timeouts(self) -> int:
+        return self.bits.bit_count()
+
+    def clear(self) -> None:
+        self.bits = self.count = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -170,7 +195,7 @@ class _EvictPing(Op):
 
     def finish_quietly(self) -> None:
         self.finished = True
-        self.core.evict_pings.discard(self.oldest.node_id)
+        self.core.evict_pings.pop(self.oldest.node_id, None)
 
 
 class _Admit(Op):
@@ -181,10 +206,10 @@ class _Admit(Op):
         self.node_id = node_id
 
     def on_response(self, p: Pending, msg: Message, now: float) -> None:
-        self.core.verifying.discard(self.node_id)
+        self.core.verifying.pop(self.node_id, None)
 
     def on_timeout(self, p: Pending, now: float) -> None:
-        self.core.verifying.discard(self.node_id)
+        self.core.verifying.pop(self.node_id, None)
 
 
 class _Probe(Op):
@@ -343,6 +368,63 @@ class _StaleProbe(_Fire):
 class NodeCore:
     """Protocol state of one node. See the module docstring for the driver contract."""
 
+    # Slots, not a __dict__: netsim holds 100,000 cores, and a dict of ~50 attributes
+    # is ~1.6 KB each against ~400 bytes of slots.
+    __slots__ = (
+        "__weakref__",  # netsim's tests check that a crashed node's core is freed
+        "_closed",
+        "_contacts_dirty",
+        "_dead_since_sweep",
+        "_due",
+        "_due_heap",
+        "_events",
+        "_first_death",
+        "_fresh_at",
+        "_global_bucket",
+        "_gone_stale",
+        "_ip_buckets",
+        "_last_repair_all",
+        "_last_sweep",
+        "_liveness_at",
+        "_member_proofs",
+        "_op_seq",
+        "_origin_bytes",
+        "_outbox",
+        "_outcomes",
+        "_pending",
+        "_probing",
+        "_proof_to_keep",
+        "_proven",
+        "_repairing",
+        "_republish_soon",
+        "_stale",
+        "_started_at",
+        "_timer_seq",
+        "_timers",
+        "config",
+        "crypto",
+        "evict_pings",
+        "handoff",
+        "heard",
+        "identity",
+        "joining",
+        "membership",
+        "node_id",
+        "node_id_int",
+        "on_record",
+        "pinned",
+        "public_key",
+        "recent_dead",
+        "rng",
+        "rtt",
+        "self_lookup_at",
+        "stats",
+        "store",
+        "sync_sources",
+        "table",
+        "verifying",
+    )
+
     def __init__(
         self,
         identity: Signer,
@@ -364,7 +446,7 @@ class NodeCore:
         self.membership = MembershipBook()  # meshes whose genesis (and certs) we hold
         self._member_proofs: OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]] = OrderedDict()
         self._proof_to_keep: tuple[bytes, ...] | None = None  # verified during this STORE
-        self._outcomes: deque[bool] = deque(maxlen=MASS_FAILURE_WINDOW)  # True: timed out
+        self._outcomes = _Outcomes()
         # Ids that failed a request (after its retries) within RECENT_DEAD_FOR: node id ->
         # when. Lookups do not take them as candidates from replies (ops._contacts).
         self.recent_dead: dict[bytes, float] = {}
@@ -381,14 +463,15 @@ class NodeCore:
         )
         self.rtt = RttTable(cfg.rto)
         self.stats: Counter[str] = Counter()
-        self.verifying: set[bytes] = set()
+        # Dicts used as sets: an empty set is 216 bytes, an empty dict 64.
+        self.verifying: dict[bytes, None] = {}
         self._proven: dict[bytes, None] = {}  # ids that answered a challenge, in LRU order
-        self.evict_pings: set[bytes] = set()
+        self.evict_pings: dict[bytes, None] = {}
         self._pending: dict[tuple[bytes, tuple[str, int]], Pending] = {}
         self._timers: list[_Timer] = []
         self._timer_seq = 0
         self._outbox: list[tuple[Message, tuple[str, int]]] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # a list, not a deque: ~700 bytes less per node
         self._op_seq = 0
         self._due: dict[bytes, float] = {}
         self._due_heap: list[tuple[float, bytes]] = []
@@ -397,7 +480,7 @@ class NodeCore:
         self._last_repair_all = -math.inf
         self.handoff = Handoff(self)
         self.joining = 0  # join bootstraps in progress: no hand-offs meanwhile
-        self._repairing: set[bytes] = set()  # keys due for repair after deaths
+        self._repairing: dict[bytes, None] = {}  # keys due for repair after deaths
         self._stale: dict[bytes, None] = {}  # contacts at the failure threshold (ordered set)
         self.pinned: set[bytes] = set()  # meshes kept in full here: exempt from quotas
         self._ip_buckets: OrderedDict[str, _Bucket] = OrderedDict()
@@ -490,7 +573,7 @@ class NodeCore:
             heapq.heappop(timers)[2](now)
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None  # rarely more than one
 
     def close(self) -> None:
         """Stop: persist contacts and answer nothing more."""
@@ -753,7 +836,7 @@ class NodeCore:
         if p.node_id is not None:
             self._note_dead(p.node_id, now)
         if p.owner.watched:
-            self._outcomes.append(True)
+            self._outcomes.add(True)
             self._check_mass_failure(now)
 
     def _note_dead(self, node_id: bytes, now: float) -> None:
@@ -772,7 +855,8 @@ class NodeCore:
 
     def timeouts_common(self) -> bool:
         """Over a quarter of the last requests timed out: silence means death, not loss."""
-        return sum(self._outcomes) * 4 > len(self._outcomes)
+        o = self._outcomes
+        return o.timeouts() * 4 > o.count
 
     def hear(self, nodes: tuple[NodeInfo, ...]) -> None:
         """Remember nodes a reply named (unverified: only ever PINGed, never trusted)."""
@@ -789,8 +873,8 @@ class NodeCore:
         """Most recent requests timed out: most of the network may be gone. Sweep."""
         o = self._outcomes
         if (
-            len(o) == MASS_FAILURE_WINDOW
-            and sum(o) >= MASS_FAILURE_TIMEOUTS
+            o.count == MASS_FAILURE_WINDOW
+            and o.timeouts() >= MASS_FAILURE_TIMEOUTS
             and now - self._last_sweep >= SWEEP_COOLDOWN
             and not self._closed
         ):
@@ -946,7 +1030,7 @@ class NodeCore:
                 continue
             self._fresh(key, now)
             self.stats["republishes"] += 1
-            self._repairing.discard(key)
+            self._repairing.pop(key, None)
             if far:
                 # A repair from far away: our table knows the key's region only thinly
                 # (one bucket), so look its k closest up, as a put does, and store there.
@@ -983,7 +1067,7 @@ class NodeCore:
         self._last_repair_all = now
         self.stats["mass_repairs"] += 1
         for key in list(self._due):
-            self._repairing.add(key)
+            self._repairing[key] = None
             self._set_due(key, now + self.rng.uniform(0, self.config.repair_delay))
         self.schedule(now + self.config.repair_delay / 4, self._republish_paced_quarter)
 
@@ -1014,7 +1098,7 @@ class NodeCore:
             if fresh > self._first_death or fresh > now - self.config.republish_interval / 4:
                 continue  # re-pushed since the deaths, or just now: a storm helps no one
             if any(d ^ t < bound for d in dead):
-                self._repairing.add(key)  # republish it even from a copy far from the key
+                self._repairing[key] = None  # republish it even from a copy far from the key
                 # Jittered, so the first holder's push reaches the others before their
                 # own turn comes and they skip it (a fresh re-store resets their due).
                 self._set_due(key, now + self.rng.uniform(0, self.config.repair_delay))
@@ -1119,7 +1203,7 @@ class NodeCore:
         if isinstance(offer, Added):
             self.on_contact_added(offer.contact, now)
         elif isinstance(offer, BucketFull) and offer.oldest.node_id not in self.evict_pings:
-            self.evict_pings.add(offer.oldest.node_id)
+            self.evict_pings[offer.oldest.node_id] = None
             old = offer.oldest
             self.request(old.addr, old.node_id, Ping(), _EvictPing(self, old), now)
 
@@ -1168,7 +1252,7 @@ class NodeCore:
             node_id, addr, room_only=True, below=self.config.admit_below
         ):
             return  # a full bucket keeps its proven old contacts (Kademlia's LRS rule)
-        self.verifying.add(node_id)
+        self.verifying[node_id] = None
         self.request(addr, node_id, Ping(), _Admit(self, node_id), now)
 
     # ---- incoming -----------------------------------------------------------
@@ -1317,7 +1401,7 @@ class NodeCore:
         self._settle(p)
         self.stats["responses_in"] += 1
         if p.owner.watched:
-            self._outcomes.append(False)
+            self._outcomes.add(False)
         if self.recent_dead:
             self.recent_dead.pop(h.sender_id, None)
         for txid, sent_at in p.sends:

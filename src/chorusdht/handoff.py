@@ -77,7 +77,9 @@ class Handoff:
         self.core = core
         self.newcomers: list[Contact] = []
         self.revived: set[bytes] = set()  # newcomers that came back from stale
-        self.out: deque[tuple[Contact, bytes]] = deque()  # paced STOREs to send
+        # Paced STOREs to send, made on first use: an empty deque is ~760 bytes, and
+        # netsim holds a Handoff per node.
+        self.out: deque[tuple[Contact, bytes]] | None = None
         self.tick_armed = False
         self.passing: _Pass | None = None
 
@@ -182,17 +184,24 @@ class Handoff:
             if mesh and len(ours) >= least:
                 _ListFirst(self, contact, mesh, sorted(ours)).start(now)
             else:
-                self.out.extend((contact, key) for key in ours)
+                self._queue_out(contact, ours)
 
     def queue(self, contact: Contact, keys: list[bytes], now: float) -> None:
-        self.out.extend((contact, key) for key in keys)
+        self._queue_out(contact, keys)
         if not self.tick_armed:
             self._send(now)
+
+    def _queue_out(self, contact: Contact, keys: list[bytes]) -> None:
+        if self.out is None:
+            self.out = deque()
+        self.out.extend((contact, key) for key in keys)
 
     def _send(self, now: float) -> None:
         """Send the next HANDOFF_BURST queued hand-offs; come back in HANDOFF_TICK if more."""
         core = self.core
         out = self.out
+        if out is None:
+            return
         sent = 0
         while out and sent < HANDOFF_BURST:
             c, key = out.popleft()
