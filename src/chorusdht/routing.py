@@ -95,9 +95,13 @@ def subnet_group(host: str) -> _Group | None:
     return (6, int(ip) >> (128 - IPV6_PREFIX))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Contact:
-    """A node we can talk to. Mutable: the table updates it in place."""
+    """A node we can talk to. Mutable: the table updates it in place.
+
+    Compared by identity (a table holds one object per id): a bucket is a list, and
+    finding a contact in it must not compare field by field.
+    """
 
     node_id: bytes  # 32 bytes
     addr: tuple[str, int]  # (host, port); host is an IPv4/IPv6 literal
@@ -156,9 +160,11 @@ class _Bucket:
         # id in the range can have; distinct buckets give disjoint distance ranges.
         self.mask = ~(high - low - 1)
         self.last_changed = last_changed
-        # Plain dicts kept in order by re-inserting (`_to_end`): an OrderedDict's
-        # links double the size, and a table holds ~100-250 contacts.
-        self.contacts: dict[bytes, Contact] = {}  # LRS first
+        # A list, LRS first, found by the table's id index: k entries at most, and a
+        # dict per bucket cost ~40 bytes more per contact (netsim holds ~26 M).
+        self.contacts: list[Contact] = []
+        # A plain dict kept in order by re-inserting: an OrderedDict's links double
+        # its size. Rarely more than a few entries.
         self.replacements: dict[bytes, Contact] = {}  # oldest first
         self.groups: dict[_Group, int] = {}  # live contacts per subnet group
 
@@ -167,13 +173,19 @@ class _Bucket:
         return group is not None and self.groups.get(group, 0) >= limit
 
     def add(self, contact: Contact) -> None:
-        self.contacts[contact.node_id] = contact
+        self.contacts.append(contact)
         self._count(contact.addr[0], 1)
 
-    def pop(self, node_id: bytes) -> Contact:
-        contact = self.contacts.pop(node_id)
+    def pop(self, contact: Contact) -> None:
+        self.contacts.remove(contact)  # by identity (Contact has eq=False)
         self._count(contact.addr[0], -1)
-        return contact
+
+    def to_end(self, contact: Contact) -> None:
+        """Move a contact of this bucket to the MRS end."""
+        contacts = self.contacts
+        if contacts[-1] is not contact:
+            contacts.remove(contact)
+            contacts.append(contact)
 
     def readdress(self, contact: Contact, addr: tuple[str, int]) -> None:
         self._count(contact.addr[0], -1)
@@ -244,7 +256,7 @@ class RoutingTable:
                     return Rejected(REJECT_SUBNET_LIMIT)
                 bucket.readdress(contact, addr)
             contact.last_seen = now
-            _to_end(bucket.contacts, node_id)
+            bucket.to_end(contact)
             bucket.last_changed = now
             return Updated(contact)
 
@@ -280,7 +292,7 @@ class RoutingTable:
             bucket.last_changed = now
             return Added(waiting)
         self._remember(bucket, waiting)
-        return BucketFull(next(iter(bucket.contacts.values())))
+        return BucketFull(bucket.contacts[0])
 
     def would_accept(
         self,
@@ -322,7 +334,7 @@ class RoutingTable:
                 break
             mid = (low + high) // 2
             low, high = (low, mid) if int_id < mid else (mid, high)
-            source = bucket.contacts.values() if members is None else members
+            source = bucket.contacts if members is None else members
             members = [c for c in source if low <= c.int_id < high]
             size = len(members)
         if room_only and size >= self.k:
@@ -351,7 +363,7 @@ class RoutingTable:
             if b_start + (b.high - b.low) <= start:
                 nearer += len(b.contacts)
             elif b_start < start:  # a bucket a split would cut: count its nearer half
-                nearer += sum(1 for c in b.contacts.values() if c.int_id ^ own < start)
+                nearer += sum(1 for c in b.contacts if c.int_id ^ own < start)
             if nearer >= self.k:
                 return False
         return True
@@ -409,7 +421,7 @@ class RoutingTable:
         contact.failures = 0
         contact.last_seen = now
         bucket = self._bucket_for(contact.int_id)
-        _to_end(bucket.contacts, node_id)
+        bucket.to_end(contact)
         bucket.last_changed = now
 
     # -- queries -----------------------------------------------------------------
@@ -433,12 +445,12 @@ class RoutingTable:
         t = id_to_int(target)
         # Bucket ranges are disjoint and ids distinct, so neither sort meets a tie.
         order = sorted([b for b in self._buckets if b.contacts], key=lambda b: (t ^ b.low) & b.mask)
+        skip = None if exclude is None else self._index.get(exclude)
         found: list[Contact] = []
         for bucket in order:
-            contacts = bucket.contacts
-            members = sorted(contacts.values(), key=lambda c: c.int_id ^ t)
-            if exclude is not None and exclude in contacts:
-                members = [c for c in members if c.node_id != exclude]
+            members = sorted(bucket.contacts, key=lambda c: c.int_id ^ t)
+            if skip is not None and bucket.low <= skip.int_id < bucket.high:
+                members.remove(skip)
             found.extend(members)
             if len(found) >= n:
                 break
@@ -449,7 +461,7 @@ class RoutingTable:
         have not failed lately was last seen at or before `cutoff`."""
         found = []
         for b in self._buckets:
-            for c in b.contacts.values():  # LRS first
+            for c in b.contacts:  # LRS first
                 if not c.failures:
                     if c.last_seen <= cutoff:
                         found.append((b.low, c))
@@ -483,7 +495,7 @@ class RoutingTable:
 
     def __iter__(self) -> Iterator[Contact]:
         """Bucket order, then LRS to MRS. A snapshot: safe to mutate while iterating."""
-        snapshot = [c for b in self._buckets for c in b.contacts.values()]
+        snapshot = [c for b in self._buckets for c in b.contacts]
         return iter(snapshot)
 
     def __contains__(self, node_id: object) -> bool:
@@ -505,7 +517,7 @@ class RoutingTable:
         mid = (bucket.low + bucket.high) // 2
         lower = _Bucket(bucket.low, mid, bucket.last_changed)
         upper = _Bucket(mid, bucket.high, bucket.last_changed)
-        for contact in bucket.contacts.values():
+        for contact in bucket.contacts:
             (lower if contact.int_id < mid else upper).add(contact)
         for contact in bucket.replacements.values():
             half = lower if contact.int_id < mid else upper
@@ -527,7 +539,7 @@ class RoutingTable:
         """Take a live contact out of the table; None if it was not there."""
         contact = self._index.pop(node_id, None)
         if contact is not None:
-            self._bucket_for(contact.int_id).pop(node_id)
+            self._bucket_for(contact.int_id).pop(contact)
         return contact
 
     def _promote(self, bucket: _Bucket) -> Contact | None:
@@ -544,9 +556,9 @@ class RoutingTable:
                 del bucket.replacements[candidate.node_id]
                 bucket.add(candidate)
                 # Keep LRS order: a replacement may have been seen before the tail.
-                for node_id, contact in list(bucket.contacts.items()):
+                for contact in list(bucket.contacts):
                     if contact.last_seen > candidate.last_seen:
-                        _to_end(bucket.contacts, node_id)
+                        bucket.to_end(contact)
                 self._index[candidate.node_id] = candidate
                 bucket.last_changed = max(bucket.last_changed, candidate.last_seen)
                 return candidate
@@ -567,11 +579,6 @@ def share_ids(capacity: int) -> None:
     if capacity < 1:
         raise ConfigError(f"share_ids needs a capacity of at least 1, got {capacity}")
     _shared_int = functools.lru_cache(maxsize=capacity)(id_to_int)
-
-
-def _to_end(d: dict[bytes, Contact], key: bytes) -> None:
-    """Move `key` to the end of a plain dict (OrderedDict.move_to_end)."""
-    d[key] = d.pop(key)
 
 
 def _check_id(node_id: bytes) -> None:
