@@ -84,8 +84,8 @@ class NodeInfo:
 # own copy for its replies (~56 bytes per contact). Frozen, so sharing is safe.
 # 16,384 entries (~400 bytes each with the cache's own links) caps what a
 # long-running real node spends on it at ~6 MB; netsim raises it for its node count
-# (`share_node_infos`). Too small a cache does not fail, it only stops sharing: at
-# 100,000 nodes most of ~15 M contacts kept a copy of their own.
+# (`share_node_infos`). Too small a cache does not fail, it only stops sharing: a
+# 100,000-node run peaked 264 MiB lower once it was sized for the run.
 SHARED_NODE_INFOS_DEFAULT = 1 << 14
 _node_infos = functools.lru_cache(maxsize=SHARED_NODE_INFOS_DEFAULT)(NodeInfo)
 

@@ -161,7 +161,7 @@ class _Bucket:
         self.mask = ~(high - low - 1)
         self.last_changed = last_changed
         # A list, LRS first, found by the table's id index: k entries at most, and a
-        # dict per bucket cost ~40 bytes more per contact (netsim holds ~26 M).
+        # dict per bucket cost ~40 bytes more per contact (netsim holds millions).
         self.contacts: list[Contact] = []
         # A plain dict kept in order by re-inserting: an OrderedDict's links double
         # its size. Rarely more than a few entries.
