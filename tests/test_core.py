@@ -658,6 +658,9 @@ def test_eviction_only_after_consecutive_failures_even_with_a_replacement_waitin
     net.run_for(1.0)  # b answers the eviction ping, so c only waits as a replacement
     assert b.node_id in a.table and c.node_id not in a.table
     assert [r.node_id for r in a.table.replacements(b.node_id)] == [c.node_id]
+    held = a.table.get(b.node_id)  # a contact's RTT state is pinned on it, not kept by id
+    assert held is not None and held.rtt >= 0 and b.node_id not in a.rtt
+    assert c.node_id in a.rtt  # a replacement's is kept by id
 
     net.silent.add(net.addr(b))
     threshold = cfg.evict_after_failures
@@ -668,6 +671,10 @@ def test_eviction_only_after_consecutive_failures_even_with_a_replacement_waitin
     assert after == -1  # the last consecutive failure evicts it...
     assert a.stats["evicted"] == 1
     assert c.node_id in a.table  # ...and the replacement takes its place
+    assert b.node_id in a.rtt and held.rtt == -1  # the evicted one's RTT is kept by id again
+    promoted = a.table.get(c.node_id)
+    assert promoted is not None and promoted.rtt == -1 and c.node_id in a.rtt
+    assert a.timeout_for(c.node_id) == a.rtt.timeout_for(c.node_id)
 
 
 def test_a_success_resets_the_failure_count() -> None:
@@ -755,7 +762,7 @@ def test_the_timeout_adapts_to_a_slow_contact() -> None:
     for i in range(6, 10):
         net.wait(a, a.find_node(sha256(bytes([i])), net.now))
         net.run_for(5.0)
-    assert a.rtt.timeout_for(b.node_id) > 2.0, "the RTO never learnt the 2 s round trip"
+    assert a.timeout_for(b.node_id) > 2.0, "the RTO never learnt the 2 s round trip"
     assert a.stats["retransmits"] == retransmits, "every request is still retransmitted"
 
 

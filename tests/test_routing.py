@@ -10,6 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from chorusdht import routing
 from chorusdht.errors import ConfigError, LocalError
 from chorusdht.ids import ID_BITS, id_to_int, int_to_id
 from chorusdht.routing import (
@@ -84,6 +85,8 @@ def check_invariants(table: RoutingTable) -> None:
         groups = Counter(subnet_group(c.addr[0]) for c in members)
         groups.pop(None, None)
         assert all(n <= table.subnet_limit for n in groups.values())
+    # The empty dicts that buckets share until their first write were never written.
+    assert routing._NO_REPLACEMENTS == {} and routing._NO_GROUPS == {}
     for low, high, _ in ranges:
         waiting = table.replacements(int_to_id(low))
         assert len(waiting) <= table.replacement_size

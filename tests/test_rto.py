@@ -210,3 +210,71 @@ def test_table_matches_one_estimator_per_id(ops: list[tuple[str, int, float]], b
             assert k.to_bytes(32, "big") in table
     for k, e in model.items():  # reads last: they refresh the LRU order on both sides
         assert table.timeout_for(k.to_bytes(32, "big")) == e.timeout()
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["sample", "timeout", "pin", "unpin", "pinned_sample", "pinned_timeout"]
+            ),
+            st.integers(0, 9),
+            st.floats(0.0, 5.0),
+        ),
+        max_size=120,
+    ),
+    bound=st.integers(1, 6),
+)
+def test_pinned_slots_keep_their_state_outside_the_lru(
+    ops: list[tuple[str, int, float]], bound: int
+) -> None:
+    # What the core does with its routing table's contacts: a pinned id is looked up
+    # by slot, never evicted, and unknown by id until unpinned; whatever the LRU does
+    # meanwhile, each slot must behave like one estimator per id.
+    table = RttTable(max_entries=bound)
+    model: dict[int, RttEstimator] = {}  # the LRU part, in LRU order
+    pinned: dict[int, tuple[int, RttEstimator]] = {}  # key -> (slot, estimator)
+
+    for op, key, rtt in ops:
+        node_id = key.to_bytes(32, "big")
+        if op in ("pinned_sample", "pinned_timeout", "unpin") and key not in pinned:
+            op = "pin"
+        if op == "pin" and key in pinned:
+            op = "pinned_timeout"
+        if op == "sample" and key not in pinned:
+            table.sample(node_id, rtt)
+            est = model.pop(key, None) or RttEstimator()
+            if key not in model and len(model) >= bound:
+                del model[next(iter(model))]
+            model[key] = est
+            est.sample(rtt)
+        elif op == "timeout" and key not in pinned:
+            est = model.pop(key, None)
+            if est is not None:
+                model[key] = est
+            assert table.timeout_for(node_id) == (est.timeout() if est else DEFAULT_RTO.initial)
+        elif op == "pin":
+            slot = table.pin(node_id)
+            assert slot not in [s for s, _ in pinned.values()]
+            pinned[key] = (slot, model.pop(key, None) or RttEstimator())
+            assert node_id not in table
+        elif op == "unpin":
+            slot, est = pinned.pop(key)
+            table.unpin(node_id, slot)
+            if len(model) >= bound:
+                del model[next(iter(model))]
+            model[key] = est
+        elif op == "pinned_sample" or (op == "sample" and key in pinned):
+            slot, est = pinned[key]
+            table.sample_at(slot, rtt)
+            est.sample(rtt)
+        else:
+            slot, est = pinned[key]
+            assert table.timeout_at(slot) == est.timeout()
+        assert len(table) == len(model) <= bound
+        assert {k for k in range(10) if k.to_bytes(32, "big") in table} == set(model)
+    for slot, est in pinned.values():
+        assert table.timeout_at(slot) == est.timeout()
+    for k, e in model.items():
+        assert table.timeout_for(k.to_bytes(32, "big")) == e.timeout()

@@ -774,7 +774,8 @@ class NodeCore:
     ) -> Pending:
         txid = self.rng.randbytes(TXID_BYTES)
         challenge = None
-        if node_id is None or (node_id not in self.table and node_id not in self._proven):
+        contact = None if node_id is None else self.table.get(node_id)
+        if contact is None and (node_id is None or node_id not in self._proven):
             challenge = self.rng.randbytes(NONCE_BYTES)
             self.stats["challenges_out"] += 1
         header = Header(
@@ -791,8 +792,19 @@ class NodeCore:
         self._outbox.append((msg, addr))
         self.stats["requests_out"] += 1
         self.stats[f"out_{body.TYPE}"] += 1
-        self.schedule(now + self.rtt.timeout_for(node_id), lambda t: self._rpc_timer(p, t), p)
+        timeout = self.rtt.timeout_for(node_id) if contact is None else self._timeout(contact)
+        self.schedule(now + timeout, lambda t: self._rpc_timer(p, t), p)
         return p
+
+    def _timeout(self, contact: Contact) -> float:
+        if contact.rtt < 0:  # not pinned: a replacement that `table.remove` promoted
+            return self.rtt.timeout_for(contact.node_id)
+        return self.rtt.timeout_at(contact.rtt)
+
+    def timeout_for(self, node_id: bytes | None) -> float:
+        """How long the next request to `node_id` waits for its reply (its RTO)."""
+        contact = None if node_id is None else self.table.get(node_id)
+        return self.rtt.timeout_for(node_id) if contact is None else self._timeout(contact)
 
     # ---- timers -------------------------------------------------------------
 
@@ -822,7 +834,7 @@ class NodeCore:
             self._outbox.append((p.msg, p.addr))
             # Exponential backoff per request (RFC 6298 §5.5), not per contact: a dead
             # contact must not make every later request to it wait a ceiling-long time.
-            timeout = self.config.rto.clamp(self.rtt.timeout_for(p.node_id) * 2 ** (p.attempts - 1))
+            timeout = self.config.rto.clamp(self.timeout_for(p.node_id) * 2 ** (p.attempts - 1))
             self.schedule(now + timeout, lambda t: self._rpc_timer(p, t), p)
             if not p.slow:
                 p.slow = True
@@ -1165,6 +1177,9 @@ class NodeCore:
         # anyway once it has stayed silent through several probes.
         if self.table.replacements(node_id) or failures >= DROP_AFTER_STALE * threshold:
             self.table.remove(node_id)
+            if contact.rtt >= 0:
+                self.rtt.unpin(node_id, contact.rtt)
+                contact.rtt = -1
             self._contacts_dirty = True
             self.stats["evicted"] += 1
             gone = self._gone_stale  # if it comes back, it may have missed keys
@@ -1188,9 +1203,14 @@ class NodeCore:
         return healthy[:n]
 
     def _contact_alive(
-        self, node_id: bytes, addr: tuple[str, int], now: float, verified: bool
+        self,
+        node_id: bytes,
+        addr: tuple[str, int],
+        now: float,
+        verified: bool,
+        contact: Contact | None,
     ) -> None:
-        contact = self.table.get(node_id)
+        """`node_id` answered a request; `contact` is its entry in the table, if any."""
         if contact is not None:
             self._heard_from(contact, now)
             return
@@ -1225,6 +1245,9 @@ class NodeCore:
 
     def on_contact_added(self, contact: Contact, now: float) -> None:
         self._proven.pop(contact.node_id, None)  # the table is its proof now (see _prove)
+        # Its RTT state moves onto the contact: no entry by id while it is in the table
+        # (a replacement promoted by `table.remove` keeps its entry by id instead).
+        contact.rtt = self.rtt.pin(contact.node_id)
         self.stats["contacts_added"] += 1
         self._contacts_dirty = True
         # Not while we join: our half-built table would make us "closest" for most of
@@ -1404,13 +1427,17 @@ class NodeCore:
             self._outcomes.add(False)
         if self.recent_dead:
             self.recent_dead.pop(h.sender_id, None)
+        contact = self.table.get(h.sender_id)
         for txid, sent_at in p.sends:
             if txid == h.txid:
-                self.rtt.sample(h.sender_id, now - sent_at)
+                if contact is None or contact.rtt < 0:
+                    self.rtt.sample(h.sender_id, now - sent_at)
+                else:
+                    self.rtt.sample_at(contact.rtt, now - sent_at)
                 break
         if p.node_id is None:
             p.node_id = h.sender_id
         if isinstance(msg.body, ErrorReply):
             self.stats[f"error_{msg.body.code.value}"] += 1
-        self._contact_alive(h.sender_id, addr, now, verified)
+        self._contact_alive(h.sender_id, addr, now, verified, contact)
         p.owner.on_response(p, msg, now)

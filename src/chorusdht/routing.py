@@ -111,6 +111,9 @@ class Contact:
     # The driver's cached wire form of (id, addr); the table only clears it when
     # the address changes.
     wire: object = field(default=None, compare=False, repr=False)
+    # The driver's RTT slot while the contact is in the table (`rto.RttTable.pin`),
+    # else -1. The table never reads it.
+    rtt: int = field(default=-1, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +151,26 @@ class BucketFull:
 Offer: TypeAlias = Added | Updated | Rejected | BucketFull
 
 
+# The empty replacement cache and subnet counts every bucket starts with, shared
+# until a bucket writes its first entry (`_Bucket.waiting`, `_Bucket._count`): two
+# dicts per bucket were ~1.7 KB per node, most of them never written. Never mutated.
+_NO_REPLACEMENTS: dict[bytes, Contact] = {}
+_NO_GROUPS: dict[_Group, int] = {}
+
+
 class _Bucket:
     """One range [low, high) of the id space: live contacts and replacements."""
 
-    __slots__ = ("contacts", "groups", "high", "last_changed", "low", "mask", "replacements")
+    __slots__ = (
+        "contacts",
+        "groups",
+        "high",
+        "ids",
+        "last_changed",
+        "low",
+        "mask",
+        "replacements",
+    )
 
     def __init__(self, low: int, high: int, last_changed: float) -> None:
         self.low = low
@@ -160,13 +179,31 @@ class _Bucket:
         # id in the range can have; distinct buckets give disjoint distance ranges.
         self.mask = ~(high - low - 1)
         self.last_changed = last_changed
-        # A list, LRS first, found by the table's id index: k entries at most, and a
-        # dict per bucket cost ~40 bytes more per contact (netsim holds millions).
+        # A list, LRS first, and beside it the ids in the same order: k entries at
+        # most, searched in C (`find`). This is the table's only index: a dict by id
+        # (per bucket or per table) cost ~40 bytes per contact, the ids list ~10,
+        # and netsim holds millions of contacts.
         self.contacts: list[Contact] = []
+        self.ids: list[bytes] = []
         # A plain dict kept in order by re-inserting: an OrderedDict's links double
-        # its size. Rarely more than a few entries.
-        self.replacements: dict[bytes, Contact] = {}  # oldest first
-        self.groups: dict[_Group, int] = {}  # live contacts per subnet group
+        # its size. Rarely more than a few entries; most buckets never have one, so
+        # they share the empty `_NO_REPLACEMENTS` until their first (`waiting`).
+        self.replacements: dict[bytes, Contact] = _NO_REPLACEMENTS  # oldest first
+        # Live contacts per subnet group; loopback contacts count in none, so a
+        # simulated or local swarm never needs a dict of its own here (`_count`).
+        self.groups: dict[_Group, int] = _NO_GROUPS
+
+    def find(self, node_id: bytes) -> Contact | None:
+        ids = self.ids
+        if node_id in ids:
+            return self.contacts[ids.index(node_id)]
+        return None
+
+    def waiting(self) -> dict[bytes, Contact]:
+        """The replacement cache, made this bucket's own before a write."""
+        if self.replacements is _NO_REPLACEMENTS:
+            self.replacements = {}
+        return self.replacements
 
     def group_full(self, host: str, limit: int) -> bool:
         group = subnet_group(host)
@@ -174,18 +211,25 @@ class _Bucket:
 
     def add(self, contact: Contact) -> None:
         self.contacts.append(contact)
+        self.ids.append(contact.node_id)
         self._count(contact.addr[0], 1)
 
     def pop(self, contact: Contact) -> None:
-        self.contacts.remove(contact)  # by identity (Contact has eq=False)
+        i = self.contacts.index(contact)  # by identity (Contact has eq=False)
+        del self.contacts[i]
+        del self.ids[i]
         self._count(contact.addr[0], -1)
 
     def to_end(self, contact: Contact) -> None:
         """Move a contact of this bucket to the MRS end."""
         contacts = self.contacts
         if contacts[-1] is not contact:
-            contacts.remove(contact)
+            i = contacts.index(contact)
+            del contacts[i]
             contacts.append(contact)
+            ids = self.ids
+            del ids[i]
+            ids.append(contact.node_id)
 
     def readdress(self, contact: Contact, addr: tuple[str, int]) -> None:
         self._count(contact.addr[0], -1)
@@ -197,6 +241,8 @@ class _Bucket:
         group = subnet_group(host)
         if group is None:
             return
+        if self.groups is _NO_GROUPS:
+            self.groups = {}
         count = self.groups.get(group, 0) + delta
         if count:
             self.groups[group] = count
@@ -232,7 +278,7 @@ class RoutingTable:
         # Buckets in id order; _lows mirrors their `low` bounds for bisection.
         self._buckets: list[_Bucket] = [_Bucket(0, ID_SPACE, 0.0)]
         self._lows: list[int] = [0]
-        self._index: dict[bytes, Contact] = {}  # every live contact, by id
+        self._size = 0  # live contacts (found by id through their bucket: `get`)
 
     # -- offers ------------------------------------------------------------------
 
@@ -246,9 +292,9 @@ class RoutingTable:
         A node waiting in a replacement cache is offered like a new one: it moves
         into the bucket if there is room now, else it is refreshed in the cache.
         """
-        contact = self._index.get(node_id)
+        bucket = self._bucket_for(_shared_int(node_id))
+        contact = bucket.find(node_id)
         if contact is not None:
-            bucket = self._bucket_for(contact.int_id)
             if addr != contact.addr:
                 if subnet_group(addr[0]) != subnet_group(contact.addr[0]) and bucket.group_full(
                     addr[0], self.subnet_limit
@@ -288,7 +334,7 @@ class RoutingTable:
         if not full:
             bucket.replacements.pop(node_id, None)
             bucket.add(waiting)
-            self._index[node_id] = waiting
+            self._size += 1
             bucket.last_changed = now
             return Added(waiting)
         self._remember(bucket, waiting)
@@ -312,16 +358,16 @@ class RoutingTable:
         it is part of our neighbourhood (`_neighbourhood`), which always has a place.
         Splits that `offer` would make are simulated on the bucket's contacts.
         """
-        contact = self._index.get(node_id)
+        int_id = _shared_int(node_id)
+        bucket = self._bucket_for(int_id)
+        contact = bucket.find(node_id)
         if contact is not None:
             if addr == contact.addr or subnet_group(addr[0]) == subnet_group(contact.addr[0]):
                 return True
-            return not self._bucket_for(contact.int_id).group_full(addr[0], self.subnet_limit)
+            return not bucket.group_full(addr[0], self.subnet_limit)
         if node_id == self.own_id:
             return False
         _check_id(node_id)
-        int_id = id_to_int(node_id)
-        bucket = self._bucket_for(int_id)
         low, high = bucket.low, bucket.high
         members: list[Contact] | None = None  # copied only if a split is simulated
         size = len(bucket.contacts)
@@ -407,7 +453,7 @@ class RoutingTable:
 
     def record_failure(self, node_id: bytes) -> int:
         """Count one more consecutive failed request; returns the count (0 if unknown)."""
-        contact = self._index.get(node_id)
+        contact = self.get(node_id)
         if contact is None:
             return 0
         contact.failures += 1
@@ -415,12 +461,12 @@ class RoutingTable:
 
     def record_success(self, node_id: bytes, now: float) -> None:
         """The contact answered a request: failures = 0, last_seen = now, move to tail."""
-        contact = self._index.get(node_id)
+        bucket = self._bucket_for(_shared_int(node_id))
+        contact = bucket.find(node_id)
         if contact is None:
             return
         contact.failures = 0
         contact.last_seen = now
-        bucket = self._bucket_for(contact.int_id)
         bucket.to_end(contact)
         bucket.last_changed = now
 
@@ -428,7 +474,13 @@ class RoutingTable:
 
     def get(self, node_id: bytes) -> Contact | None:
         """The live contact with this id, if any (replacements are not live)."""
-        return self._index.get(node_id)
+        # `find` inlined, and the id's int form from the shared cache: the hottest
+        # call of a simulation (a few per message).
+        bucket = self._buckets[bisect_right(self._lows, _shared_int(node_id)) - 1]
+        ids = bucket.ids
+        if node_id in ids:
+            return bucket.contacts[ids.index(node_id)]
+        return None
 
     def closest(self, target: bytes, n: int, exclude: bytes | None = None) -> list[Contact]:
         """Up to `n` live contacts closest to `target` by XOR distance, closest first.
@@ -445,7 +497,7 @@ class RoutingTable:
         t = id_to_int(target)
         # Bucket ranges are disjoint and ids distinct, so neither sort meets a tie.
         order = sorted([b for b in self._buckets if b.contacts], key=lambda b: (t ^ b.low) & b.mask)
-        skip = None if exclude is None else self._index.get(exclude)
+        skip = None if exclude is None else self.get(exclude)
         found: list[Contact] = []
         for bucket in order:
             members = sorted(bucket.contacts, key=lambda c: c.int_id ^ t)
@@ -491,7 +543,7 @@ class RoutingTable:
         return list(self._bucket_for(id_to_int(target)).replacements.values())
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._size
 
     def __iter__(self) -> Iterator[Contact]:
         """Bucket order, then LRS to MRS. A snapshot: safe to mutate while iterating."""
@@ -499,7 +551,7 @@ class RoutingTable:
         return iter(snapshot)
 
     def __contains__(self, node_id: object) -> bool:
-        return node_id in self._index
+        return isinstance(node_id, bytes) and self.get(node_id) is not None
 
     # -- internals ---------------------------------------------------------------
 
@@ -507,7 +559,7 @@ class RoutingTable:
         return self._buckets[bisect_right(self._lows, int_id) - 1]
 
     def _at_cap(self) -> bool:
-        return self.max_contacts is not None and len(self._index) >= self.max_contacts
+        return self.max_contacts is not None and self._size >= self.max_contacts
 
     def _splittable(self, bucket: _Bucket) -> bool:
         return bucket.high - bucket.low > 1 and bucket.low <= self._own_int < bucket.high
@@ -521,7 +573,7 @@ class RoutingTable:
             (lower if contact.int_id < mid else upper).add(contact)
         for contact in bucket.replacements.values():
             half = lower if contact.int_id < mid else upper
-            half.replacements[contact.node_id] = contact
+            half.waiting()[contact.node_id] = contact
         i = self._buckets.index(bucket)
         self._buckets[i : i + 1] = [lower, upper]
         self._lows[i : i + 1] = [lower.low, upper.low]
@@ -530,16 +582,19 @@ class RoutingTable:
         """Put `contact` at the tail of the replacement cache, dropping the oldest."""
         if self.replacement_size == 0:
             return
-        bucket.replacements.pop(contact.node_id, None)
-        bucket.replacements[contact.node_id] = contact  # at the tail
-        while len(bucket.replacements) > self.replacement_size:
-            del bucket.replacements[next(iter(bucket.replacements))]
+        waiting = bucket.waiting()
+        waiting.pop(contact.node_id, None)
+        waiting[contact.node_id] = contact  # at the tail
+        while len(waiting) > self.replacement_size:
+            del waiting[next(iter(waiting))]
 
     def _pop(self, node_id: bytes) -> Contact | None:
         """Take a live contact out of the table; None if it was not there."""
-        contact = self._index.pop(node_id, None)
+        bucket = self._bucket_for(_shared_int(node_id))
+        contact = bucket.find(node_id)
         if contact is not None:
-            self._bucket_for(contact.int_id).pop(contact)
+            bucket.pop(contact)
+            self._size -= 1
         return contact
 
     def _promote(self, bucket: _Bucket) -> Contact | None:
@@ -559,7 +614,7 @@ class RoutingTable:
                 for contact in list(bucket.contacts):
                     if contact.last_seen > candidate.last_seen:
                         bucket.to_end(contact)
-                self._index[candidate.node_id] = candidate
+                self._size += 1
                 bucket.last_changed = max(bucket.last_changed, candidate.last_seen)
                 return candidate
         return None

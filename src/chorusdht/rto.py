@@ -115,6 +115,11 @@ class RttTable:
     arrays of doubles (SRTT is NaN before the first sample). A node keeps one entry
     per peer that ever answered it, and a simulation holds millions: an estimator
     object and its three float objects took ~130 bytes each, a slot takes 24.
+
+    A caller that keeps its own record of a peer can `pin` the peer's slot: the slot
+    leaves the LRU (and its ~35-byte dict entry), is never evicted, and is used by
+    number (`timeout_at`, `sample_at`) until `unpin` gives it back. The core pins
+    the slots of its routing table's contacts, nearly all of the entries.
     """
 
     __slots__ = ("_free", "_rto", "_rttvar", "_slots", "_srtt", "config", "max_entries")
@@ -150,18 +155,58 @@ class RttTable:
         slots = self._slots
         if len(slots) >= self.max_entries:
             i = slots.pop(next(iter(slots)))  # the least recently used gives up its slot
-        elif self._free:
+            self._reset(i)
+        else:
+            i = self._new_slot()
+        slots[node_id] = i
+        return i
+
+    def _new_slot(self) -> int:
+        """A free slot in the initial state (before any sample)."""
+        if self._free:
             i = self._free.pop()
         else:
             i = len(self._srtt)
             self._srtt.append(0.0)
             self._rttvar.append(0.0)
             self._rto.append(0.0)
+        self._reset(i)
+        return i
+
+    def _reset(self, i: int) -> None:
         self._srtt[i] = math.nan
         self._rttvar[i] = 0.0
         self._rto[i] = self.config.initial
-        slots[node_id] = i
-        return i
+
+    def pin(self, node_id: bytes) -> int:
+        """Take `node_id`'s slot (a fresh one if it has none) out of the LRU for the caller.
+
+        The caller keeps the number and uses `timeout_at` and `sample_at`; by id the
+        table no longer knows the peer, until `unpin`.
+        """
+        i = self._slots.pop(node_id, None)
+        return self._new_slot() if i is None else i
+
+    def unpin(self, node_id: bytes, slot: int) -> None:
+        """Give back a pinned slot: `node_id` is an ordinary, most recently used entry again."""
+        old = self._slots.pop(node_id, None)
+        if old is not None:  # learnt by id while pinned: the pinned state is the newer
+            self._free.append(old)
+        slots = self._slots
+        if len(slots) >= self.max_entries:
+            self._free.append(slots.pop(next(iter(slots))))
+        slots[node_id] = slot
+
+    def timeout_at(self, slot: int) -> float:
+        """The RTO of a pinned slot."""
+        return self._rto[slot]
+
+    def sample_at(self, slot: int, rtt: float) -> None:
+        """`sample` for a pinned slot."""
+        srtt = self._srtt[slot]
+        self._srtt[slot], self._rttvar[slot], self._rto[slot] = _fold(
+            None if math.isnan(srtt) else srtt, self._rttvar[slot], rtt, self.config
+        )
 
     def timeout_for(self, node_id: bytes | None) -> float:
         """How long to wait for a reply from `node_id`.
@@ -174,11 +219,7 @@ class RttTable:
 
     def sample(self, node_id: bytes, rtt: float) -> None:
         """Fold in an RTT sample for `node_id` (Karn: never from a retransmission)."""
-        i = self._slot(node_id)
-        srtt = self._srtt[i]
-        self._srtt[i], self._rttvar[i], self._rto[i] = _fold(
-            None if math.isnan(srtt) else srtt, self._rttvar[i], rtt, self.config
-        )
+        self.sample_at(self._slot(node_id), rtt)
 
     def backoff(self, node_id: bytes) -> None:
         """A request to `node_id` timed out: double its RTO up to the ceiling."""
